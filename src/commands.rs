@@ -1,0 +1,247 @@
+//! `run`, `system`, `system_output`: external commands in their own process group, output
+//! streamed line by line into the debug log and kept (up to a cap) for the caller.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::logging;
+
+/// How much of a command's stdout or stderr is kept in memory; the debug log has it all.
+pub const CAPTURE_LIMIT: usize = 16 << 20;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Cmd {
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+    /// An argv, run without a shell.
+    Argv(Vec<String>),
+}
+
+impl Cmd {
+    /// The command as written in messages.
+    pub fn display(&self) -> String {
+        match self {
+            Cmd::Shell(s) => s.clone(),
+            Cmd::Argv(a) => a.join(" "),
+        }
+    }
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// Seconds before the command's process group is killed.
+    pub timeout: Option<f64>,
+    /// Do not throw on a non-zero exit.
+    pub ignore_status: bool,
+    /// Text fed to the command's standard input.
+    pub stdin: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working folder.
+    pub cwd: Option<String>,
+}
+
+/// The result of a command that ran.
+#[derive(Debug, Clone)]
+pub struct CmdResult {
+    /// The command as written.
+    pub command: String,
+    /// Exit code, or `-signal` when killed by a signal (as Python's subprocess reports it).
+    pub exit_status: i64,
+    /// Standard output (capped at [`CAPTURE_LIMIT`]).
+    pub stdout: String,
+    /// Standard error (capped at [`CAPTURE_LIMIT`]).
+    pub stderr: String,
+    /// Seconds it took.
+    pub duration: f64,
+    /// True when the timeout killed it.
+    pub timed_out: bool,
+}
+
+/// Why a command could not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// The program could not be started.
+    #[error("Command <{0}> could not be started: {1}")]
+    Spawn(String, String),
+}
+
+/// Sends `sig` to the whole process group `pgid`.
+pub fn kill_group(pgid: u32, sig: i32) {
+    // SAFETY: killpg only sends a signal; a stale pgid makes it fail with ESRCH.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, sig);
+    }
+}
+
+/// Runs `cmd` to completion (or until its timeout), streaming its output to the debug log.
+pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
+    let mut command = match cmd {
+        Cmd::Shell(s) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(s);
+            c
+        }
+        Cmd::Argv(argv) => {
+            let mut c = Command::new(argv.first().map(String::as_str).unwrap_or(""));
+            c.args(argv.iter().skip(1));
+            c
+        }
+    };
+    command
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if opts.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    for (k, v) in &opts.env {
+        command.env(k, v);
+    }
+    if let Some(cwd) = &opts.cwd {
+        command.current_dir(cwd);
+    }
+    let shown = cmd.display();
+    logging::debug("utils", &format!("Running '{shown}'"));
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()))?;
+    let pid = child.id();
+    if let (Some(text), Some(mut input)) = (opts.stdin.clone(), child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = input.write_all(text.as_bytes());
+        });
+    }
+    let out = child.stdout.take().map(|s| capture(s, "[stdout]"));
+    let err = child.stderr.take().map(|s| capture(s, "[stderr]"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let mut timed_out = false;
+    let status = match opts.timeout {
+        Some(t) if t > 0.0 => match rx.recv_timeout(Duration::from_secs_f64(t)) {
+            Ok(s) => s,
+            Err(_) => {
+                timed_out = true;
+                kill_group(pid, libc::SIGTERM);
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        kill_group(pid, libc::SIGKILL);
+                        rx.recv()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("lost")))
+                    }
+                }
+            }
+        },
+        _ => rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("lost"))),
+    }
+    .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()))?;
+    if timed_out {
+        // Whatever the shell left behind in the group goes too.
+        kill_group(pid, libc::SIGKILL);
+    }
+    let exit_status = match (status.code(), status.signal()) {
+        (Some(c), _) => c as i64,
+        (None, Some(s)) => -(s as i64),
+        _ => -1,
+    };
+    let stdout = out
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = err
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    Ok(CmdResult {
+        command: shown,
+        exit_status,
+        stdout,
+        stderr,
+        duration: start.elapsed().as_secs_f64(),
+        timed_out,
+    })
+}
+
+/// Reads a stream to its end on a thread: every line to the debug log, the first
+/// [`CAPTURE_LIMIT`] bytes kept.
+fn capture<R: Read + Send + 'static>(
+    stream: R,
+    label: &'static str,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut kept: Vec<u8> = Vec::new();
+        let mut line = Vec::new();
+        let mut truncated = false;
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    logging::debug("utils", &format!("{label} {}", text.trim_end_matches('\n')));
+                    if kept.len() + line.len() <= CAPTURE_LIMIT {
+                        kept.extend_from_slice(&line);
+                    } else {
+                        truncated = true;
+                    }
+                }
+            }
+        }
+        let mut s = String::from_utf8_lossy(&kept).into_owned();
+        if truncated {
+            s.push_str("\n[output truncated at 16 MiB; the debug log has all of it]\n");
+        }
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_status() {
+        let r = run(
+            &Cmd::Shell("echo hi; echo err >&2; exit 3".into()),
+            &Opts::default(),
+        )
+        .unwrap();
+        assert_eq!(r.stdout, "hi\n");
+        assert_eq!(r.stderr, "err\n");
+        assert_eq!(r.exit_status, 3);
+    }
+
+    #[test]
+    fn timeout_kills_the_group() {
+        let opts = Opts {
+            timeout: Some(0.2),
+            ..Opts::default()
+        };
+        let t = Instant::now();
+        let r = run(&Cmd::Shell("sleep 5 & sleep 5; wait".into()), &opts).unwrap();
+        assert!(r.timed_out);
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn argv_and_stdin() {
+        let opts = Opts {
+            stdin: Some("abc".into()),
+            ..Opts::default()
+        };
+        let r = run(&Cmd::Argv(vec!["cat".into()]), &opts).unwrap();
+        assert_eq!(r.stdout, "abc");
+    }
+}

@@ -1,0 +1,138 @@
+//! `autorun.toml`: looked up next to the control file and in the user's config folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The keys a config file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    test_dirs: Option<Vec<PathBuf>>,
+    output_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// The merged configuration: the control file's folder first, then the user's.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Extra folders to find tests in, searched after `--test-dir` and `tests/`.
+    pub test_dirs: Vec<PathBuf>,
+    /// Where job folders go when `--output-dir` is not given.
+    pub output_dir: Option<PathBuf>,
+    /// Where "setup once per version" records live.
+    pub cache_dir: PathBuf,
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(fallback)))
+        .unwrap_or_else(|| std::env::temp_dir().join(fallback))
+}
+
+/// `$XDG_CONFIG_HOME/autorun/autorun.toml` (or `~/.config/...`).
+pub fn user_config_path() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config")
+        .join("autorun")
+        .join("autorun.toml")
+}
+
+/// `$XDG_CACHE_HOME/autorun` (or `~/.cache/autorun`).
+pub fn default_cache_dir() -> PathBuf {
+    xdg("XDG_CACHE_HOME", ".cache").join("autorun")
+}
+
+fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let cfg: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let (line, col) = match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                (line, col)
+            }
+            None => (1, 1),
+        };
+        Error::Config {
+            path: path.to_path_buf(),
+            message: format!("line {line}, column {col}: {}", e.message().trim()),
+        }
+    })?;
+    // Relative paths in a config file are relative to the file's folder.
+    let base = path.parent().unwrap_or(Path::new("."));
+    let fix = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    Ok(Some(ConfigFile {
+        test_dirs: cfg.test_dirs.map(|v| v.into_iter().map(fix).collect()),
+        output_dir: cfg.output_dir.map(fix),
+        cache_dir: cfg.cache_dir.map(fix),
+    }))
+}
+
+/// Loads the config for a control file in `control_dir`: its `autorun.toml` wins over the
+/// user's; `test_dirs` of both are searched, the control file's first.
+pub fn load(control_dir: &Path) -> Result<Config, Error> {
+    let mut cfg = Config {
+        cache_dir: default_cache_dir(),
+        ..Config::default()
+    };
+    let files = [control_dir.join("autorun.toml"), user_config_path()];
+    let mut cache_set = false;
+    for path in files {
+        if let Some(f) = read_file(&path)? {
+            cfg.test_dirs.extend(f.test_dirs.unwrap_or_default());
+            if cfg.output_dir.is_none() {
+                cfg.output_dir = f.output_dir;
+            }
+            if let (false, Some(c)) = (cache_set, f.cache_dir) {
+                cfg.cache_dir = c;
+                cache_set = true;
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("autorun.toml");
+        std::fs::write(&p, "test_dirs = [\"t\"]\nbogus = 1\n").unwrap();
+        let err = read_file(&p).err().unwrap().to_string();
+        assert!(err.contains("autorun.toml: line 2, column 1"), "{err}");
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn relative_dirs_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("autorun.toml");
+        std::fs::write(&p, "test_dirs = [\"t\"]\noutput_dir = \"/abs\"\n").unwrap();
+        let f = read_file(&p).unwrap().unwrap();
+        assert_eq!(f.test_dirs.unwrap(), vec![dir.path().join("t")]);
+        assert_eq!(f.output_dir.unwrap(), PathBuf::from("/abs"));
+    }
+}

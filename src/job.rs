@@ -1,0 +1,356 @@
+//! The job: its folder, status log, properties, and the job API of control files
+//! (`run_test`, `run_group`, `record`), shared by the job process and test processes.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rhai::{Dynamic, Map};
+
+use crate::args::RunArgs;
+use crate::child::{self, ChildEnd, TestSpec};
+use crate::discovery;
+use crate::lifecycle::TestPaths;
+use crate::logging;
+use crate::outcome::Outcome;
+use crate::status::Status;
+use crate::status_log::{Entry, StatusLog};
+
+/// The persistent, script-writable job properties.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Props {
+    /// `job.default_profile_only`.
+    pub default_profile_only: bool,
+    /// `job.run_test_cleanup`.
+    pub run_test_cleanup: bool,
+    /// `job.use_sequence_number`.
+    pub use_sequence_number: bool,
+    /// `job.automatic_test_tag`.
+    pub automatic_test_tag: Option<String>,
+    /// `job.drop_caches_between_iterations`.
+    pub drop_caches_between_iterations: bool,
+    /// The next sequence number for `use_sequence_number`.
+    pub seq: u32,
+}
+
+impl Default for Props {
+    fn default() -> Self {
+        Props {
+            default_profile_only: false,
+            run_test_cleanup: true,
+            use_sequence_number: false,
+            automatic_test_tag: None,
+            drop_caches_between_iterations: false,
+            seq: 1,
+        }
+    }
+}
+
+/// What a job is, in a form that crosses into test processes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobInfo {
+    /// The job folder.
+    pub resultdir: PathBuf,
+    /// The job's temp folder.
+    pub tmpdir: PathBuf,
+    /// The job folder's name.
+    pub tag: String,
+    /// `--args`, split.
+    pub args: Vec<String>,
+    /// Who runs the job.
+    pub user: String,
+    /// The machine's host name.
+    pub hostname: String,
+    /// The control file.
+    pub control: PathBuf,
+    /// Folders searched for tests, in order.
+    pub test_dirs: Vec<PathBuf>,
+    /// Where setup records live.
+    pub cache_dir: PathBuf,
+    /// `--verbose`.
+    pub verbose: bool,
+    /// Persistent properties.
+    pub props: Props,
+    /// In a test process: the running test's folder, under which nested tests go.
+    pub master_testpath: Option<String>,
+    /// Debug log names (folder, name) a test process also writes to.
+    pub sinks: Vec<(PathBuf, String)>,
+    /// The status log's indentation.
+    pub indent: usize,
+}
+
+/// A live job.
+#[derive(Debug)]
+pub struct Job {
+    /// The job's description.
+    pub info: JobInfo,
+    /// The status log writer.
+    pub log: StatusLog,
+}
+
+/// The job as scripts hold it (`job`).
+#[derive(Debug, Clone)]
+pub struct JobHandle(pub Rc<RefCell<Job>>);
+
+/// A job-level error that aborts the job unless a script catches it.
+pub fn abort(message: impl Into<String>) -> Outcome {
+    Outcome::new(Status::Abort, message)
+}
+
+impl JobHandle {
+    /// A handle for `info`, its status log at `info.indent`.
+    pub fn new(info: JobInfo) -> JobHandle {
+        let log = StatusLog::new(&info.resultdir, info.indent);
+        JobHandle(Rc::new(RefCell::new(Job { info, log })))
+    }
+
+    /// A copy of the job's description.
+    pub fn info(&self) -> JobInfo {
+        let j = self.0.borrow();
+        let mut info = j.info.clone();
+        info.indent = j.log.indent();
+        info
+    }
+
+    /// Writes one status record (and logs it at INFO, as autotest's record hook does).
+    pub fn record(&self, entry: &Entry) -> Result<(), String> {
+        let text = self.0.borrow_mut().log.record(entry)?;
+        logging::info("job", &text);
+        Ok(())
+    }
+
+    /// `job.record(status, subdir, operation, message, fields)` from a script.
+    pub fn record_from_script(
+        &self,
+        code: &str,
+        subdir: Option<String>,
+        operation: Option<String>,
+        message: &str,
+        fields: &Map,
+    ) -> Result<(), String> {
+        if let Some(sub) = &subdir {
+            let dir = self.0.borrow().info.resultdir.join(sub);
+            if sub.contains("..") || !dir.is_dir() {
+                return Err(format!(
+                    "cannot record into subdir '{sub}': {} is not a folder of this job",
+                    dir.display()
+                ));
+            }
+        }
+        let mut e = Entry::new(code, subdir.as_deref(), operation.as_deref(), message);
+        for (k, v) in fields {
+            e.fields.push((k.to_string(), crate::keyval::py_str(v)));
+        }
+        self.record(&e)
+    }
+
+    /// The subdir and operation name of a test run, as autotest's `_build_tagged_test_name`.
+    fn tagged_names(&self, name: &str, a: &RunArgs) -> Result<(String, String), Outcome> {
+        let mut j = self.0.borrow_mut();
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(t) = &a.tag {
+            parts.push(t.clone());
+        }
+        if j.info.props.use_sequence_number {
+            parts.push(format!("_{:02}_", j.info.props.seq));
+            j.info.props.seq += 1;
+        }
+        if let Some(t) = j
+            .info
+            .props
+            .automatic_test_tag
+            .clone()
+            .filter(|t| !t.is_empty())
+        {
+            parts.push(t);
+        }
+        for p in &parts {
+            discovery::check_name("tag", p).map_err(abort)?;
+        }
+        let base = discovery::basename(name).to_string();
+        let full: String = std::iter::once(base.clone())
+            .chain(parts.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(".");
+        if let Some(st) = &a.subdir_tag {
+            discovery::check_name("subdir_tag", st).map_err(abort)?;
+            parts.push(st.clone());
+        }
+        let folder: String = std::iter::once(base)
+            .chain(parts)
+            .collect::<Vec<_>>()
+            .join(".");
+        let subdir = match &j.info.master_testpath {
+            Some(m) => format!("{m}/{folder}"),
+            None => folder,
+        };
+        Ok((subdir, full))
+    }
+
+    /// `job.run_test(name, args)`: the test's status, or an ABORT outcome for the caller to
+    /// raise (a job error, a duplicate folder, an interrupt).
+    pub fn run_test(&self, name: &str, args: Option<&Dynamic>) -> Result<Status, Outcome> {
+        if let Some(sig) = child::interrupted() {
+            return Err(abort(format!("interrupted by {}", child::signal_name(sig))));
+        }
+        discovery::check_name("test name", name).map_err(abort)?;
+        let (map, positional) = match args {
+            None => (Map::new(), None),
+            Some(v) => match v.read_lock::<Map>() {
+                Some(m) => (m.clone(), None),
+                None => (Map::new(), Some(v.clone())),
+            },
+        };
+        let run_args = RunArgs::from_map(&map).map_err(abort)?;
+        let (subdir, op) = self.tagged_names(name, &run_args)?;
+        let info = self.info();
+        let outputdir = info.resultdir.join(&subdir);
+        if outputdir.exists() {
+            return Err(abort(format!(
+                "{subdir} already exists; multiple tests cannot run with the same subdirectory"
+            )));
+        }
+        std::fs::create_dir_all(&outputdir).map_err(|e| {
+            abort(format!(
+                "cannot create test folder {}: {e}",
+                outputdir.display()
+            ))
+        })?;
+        let mut start = Entry::new("START", Some(&subdir), Some(&op), "");
+        if let Some(t) = run_args.timeout {
+            start
+                .fields
+                .push(("timeout".into(), crate::keyval::py_str(&timeout_value(t))));
+        }
+        self.record(&start).map_err(abort)?;
+        let end = match discovery::find(name, &info.test_dirs) {
+            None => ChildEnd::Finished(Some(Outcome::new(
+                Status::Error,
+                format!("{name}: test does not exist"),
+            ))),
+            Some(found) => {
+                let spec = self.spec(
+                    name,
+                    &subdir,
+                    &outputdir,
+                    found,
+                    run_args.clone(),
+                    positional,
+                );
+                child::run(&spec, run_args.timeout)
+            }
+        };
+        let outcome = match end {
+            ChildEnd::Finished(o) => o,
+            ChildEnd::Failed(o) => Some(o),
+            ChildEnd::Interrupted(sig) => {
+                let msg = format!("interrupted by {}", child::signal_name(sig));
+                self.record(&Entry::new("ABORT", Some(&subdir), Some(&op), &msg))
+                    .map_err(abort)?;
+                self.record(&Entry::new("END ABORT", Some(&subdir), Some(&op), ""))
+                    .map_err(abort)?;
+                return Err(abort(msg));
+            }
+        };
+        match outcome {
+            None => {
+                self.record(&Entry::new(
+                    "GOOD",
+                    Some(&subdir),
+                    Some(&op),
+                    "completed successfully",
+                ))
+                .map_err(abort)?;
+                self.record(&Entry::new("END GOOD", Some(&subdir), Some(&op), ""))
+                    .map_err(abort)?;
+                Ok(Status::Good)
+            }
+            Some(o) if o.status == Status::Abort => {
+                self.record(&Entry::new("END ABORT", Some(&subdir), Some(&op), ""))
+                    .map_err(abort)?;
+                Err(o)
+            }
+            Some(o) => {
+                let code = o.status.as_str();
+                self.record(&Entry::new(code, Some(&subdir), Some(&op), &o.message))
+                    .map_err(abort)?;
+                self.record(&Entry::new(
+                    &format!("END {code}"),
+                    Some(&subdir),
+                    Some(&op),
+                    "",
+                ))
+                .map_err(abort)?;
+                Ok(o.status)
+            }
+        }
+    }
+
+    fn spec(
+        &self,
+        name: &str,
+        subdir: &str,
+        outputdir: &Path,
+        found: discovery::Found,
+        a: RunArgs,
+        positional: Option<Dynamic>,
+    ) -> TestSpec {
+        let mut job = self.info();
+        let tagged = outputdir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let srcdir = job
+            .cache_dir
+            .join("tests")
+            .join(name.replace(':', "/"))
+            .join("src");
+        let paths = TestPaths {
+            name: name.to_string(),
+            tagged_testname: tagged.clone(),
+            subdir: subdir.to_string(),
+            outputdir: outputdir.to_path_buf(),
+            resultsdir: outputdir.join("results"),
+            profdir: outputdir.join("profiling"),
+            debugdir: outputdir.join("debug"),
+            bindir: found.bindir.clone(),
+            srcdir,
+            tmpdir: PathBuf::new(),
+        };
+        job.master_testpath = Some(subdir.to_string());
+        job.sinks.push((outputdir.join("debug"), tagged));
+        let run_cleanup = a.run_cleanup.unwrap_or(job.props.run_test_cleanup);
+        TestSpec {
+            job,
+            script: found.script,
+            paths,
+            params: a.params,
+            execute: a.execute,
+            positional,
+            run_cleanup,
+            test_attributes: a.test_attributes,
+        }
+    }
+}
+
+/// A timeout as written in the START line: whole seconds as an integer.
+fn timeout_value(t: f64) -> Dynamic {
+    if t.fract() == 0.0 && t < i64::MAX as f64 {
+        Dynamic::from_int(t as i64)
+    } else {
+        Dynamic::from_float(t)
+    }
+}
+
+/// autotest's exception class name for a status, for `Unhandled TestFail: ...` messages.
+pub fn class_name(status: Status) -> &'static str {
+    match status {
+        Status::Fail => "TestFail",
+        Status::Error => "TestError",
+        Status::TestNa => "TestNAError",
+        Status::Warn => "TestWarn",
+        Status::Bug => "TestBug",
+        Status::Abort => "JobError",
+        _ => "AutotestError",
+    }
+}

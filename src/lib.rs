@@ -1,0 +1,87 @@
+//! autorun: a test harness with the semantics of autotest's client, scripted in Rhai.
+//!
+//! The job process runs the control file; each `job.run_test` runs the test in a child
+//! process of the same binary ([`child`]), which drives the [`lifecycle`] through a
+//! [`script_test::ScriptTest`].
+
+pub mod api;
+pub mod args;
+pub mod child;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod constraints;
+pub mod discovery;
+pub mod error;
+pub mod job;
+pub mod keyval;
+pub mod lifecycle;
+pub mod logging;
+pub mod outcome;
+pub mod runner;
+pub mod script_test;
+pub mod status;
+pub mod status_log;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::{exit, Error};
+
+/// Runs the command line `argv` and returns the process exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    // Scripts recurse on the native stack: give them a large one, the same in every build.
+    let worker = std::thread::Builder::new()
+        .name("autorun".into())
+        .stack_size(api::SCRIPT_STACK)
+        .spawn(move || dispatch(argv));
+    match worker.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!("autorun: internal error");
+            exit::ABORTED
+        }
+    }
+}
+
+fn dispatch(argv: Vec<OsString>) -> i32 {
+    if argv
+        .get(1)
+        .map(|a| a == child::CHILD_COMMAND)
+        .unwrap_or(false)
+    {
+        let report = argv.get(2).map(PathBuf::from).unwrap_or_default();
+        return runner::run_test_process(&report);
+    }
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        None => runner::run_job(&cli.run),
+        Some(Command::Run(opts)) => runner::run_job(&opts),
+        Some(Command::Repl { .. }) => Err(Error::NotSupported("autorun repl")),
+        Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
+        Some(Command::Show { .. }) => Err(Error::NotSupported("autorun show")),
+        Some(Command::Compare { .. }) => Err(Error::NotSupported("autorun compare")),
+        Some(Command::Report { .. }) => Err(Error::NotSupported("autorun report")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("autorun: {e}");
+            e.code()
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The test lifecycle of autotest's `base_test._exec` and `execute`: phases in order,
+//! iterations or timed runs, hooks, constraints, cleanup rules and the mapping of escapes
+//! to statuses. It knows nothing of Rhai's engine: a [`TestBody`] supplies the phases.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use rhai::{Dynamic, FnPtr, Map};
+
+use crate::args::{seconds, truthy};
+use crate::constraints;
+use crate::keyval::{self, KeyvalError, Tag};
+use crate::logging;
+use crate::outcome::{Escape, Outcome};
+use crate::status::Status;
+
+/// A phase a test script may define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Once, first.
+    Initialize,
+    /// Once per installed version.
+    Setup,
+    /// Before the iterations.
+    Warmup,
+    /// Replaces the iteration loop.
+    Execute,
+    /// Before each `run_once`.
+    BeforeRunOnce,
+    /// One iteration.
+    RunOnce,
+    /// After each `run_once`.
+    AfterRunOnce,
+    /// After each iteration.
+    PostprocessIteration,
+    /// After all iterations.
+    Postprocess,
+    /// Last, unless `run_cleanup` is false.
+    Cleanup,
+}
+
+impl Phase {
+    /// Every phase.
+    pub const ALL: [Phase; 10] = [
+        Phase::Initialize,
+        Phase::Setup,
+        Phase::Warmup,
+        Phase::Execute,
+        Phase::BeforeRunOnce,
+        Phase::RunOnce,
+        Phase::AfterRunOnce,
+        Phase::PostprocessIteration,
+        Phase::Postprocess,
+        Phase::Cleanup,
+    ];
+
+    /// The function name in a test script.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Initialize => "initialize",
+            Phase::Setup => "setup",
+            Phase::Warmup => "warmup",
+            Phase::Execute => "execute",
+            Phase::BeforeRunOnce => "before_run_once",
+            Phase::RunOnce => "run_once",
+            Phase::AfterRunOnce => "after_run_once",
+            Phase::PostprocessIteration => "postprocess_iteration",
+            Phase::Postprocess => "postprocess",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// The folders and names of one running test.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct TestPaths {
+    /// The name given to `run_test`.
+    pub name: String,
+    /// The test folder's name (tags included).
+    pub tagged_testname: String,
+    /// The folder relative to the job folder.
+    pub subdir: String,
+    /// `<job>/<subdir>`.
+    pub outputdir: PathBuf,
+    /// `outputdir/results`.
+    pub resultsdir: PathBuf,
+    /// `outputdir/profiling`.
+    pub profdir: PathBuf,
+    /// `outputdir/debug`.
+    pub debugdir: PathBuf,
+    /// The test's own folder.
+    pub bindir: PathBuf,
+    /// Where `src/` is copied and `setup` builds.
+    pub srcdir: PathBuf,
+    /// A private temp folder, removed after the test.
+    pub tmpdir: PathBuf,
+}
+
+/// Everything about a running test that both the lifecycle and the script can see.
+#[derive(Debug, Default)]
+pub struct TestState {
+    /// Names and folders.
+    pub paths: TestPaths,
+    /// The current iteration (0 before the first, N+1 after N).
+    pub iteration: i64,
+    /// The test parameters.
+    pub params: Map,
+    /// The script's own properties on `this`.
+    pub props: Map,
+    /// The perf map of the last keyval write, and whether it is new since the last analysis.
+    last_perf: Option<Map>,
+    new_keyval: bool,
+    /// Constraint failures per analysed iteration.
+    failed_constraints: Vec<Vec<String>>,
+    /// Hooks run before each iteration.
+    pub before_hooks: Vec<FnPtr>,
+    /// Hooks run after each iteration.
+    pub after_hooks: Vec<FnPtr>,
+}
+
+/// A test's state shared between the lifecycle and the script bindings.
+pub type SharedState = Rc<RefCell<TestState>>;
+
+impl TestState {
+    /// `write_test_keyval(map)`.
+    pub fn write_test_keyval(&self, map: &Map) -> Result<(), KeyvalError> {
+        keyval::write_map(&self.paths.outputdir.join("keyval"), map, Tag::None)
+    }
+
+    /// `write_iteration_keyval(attr, perf)`: one record (attr block, perf block, blank line)
+    /// in `results/keyval`, written with one call after every key is checked.
+    pub fn write_iteration_keyval(&mut self, attr: &Map, perf: &Map) -> Result<(), KeyvalError> {
+        let mut text = keyval::render(&keyval::map_pairs(attr), Tag::Attr)?;
+        text.push_str(&keyval::render(&keyval::map_pairs(perf), Tag::Perf)?);
+        text.push('\n');
+        keyval::append(&self.paths.resultsdir.join("keyval"), &text)?;
+        self.last_perf = Some(perf.clone());
+        self.new_keyval = true;
+        Ok(())
+    }
+}
+
+/// What the lifecycle needs from a test's script.
+pub trait TestBody {
+    /// True if the script defines `phase`.
+    fn has(&self, phase: Phase) -> bool;
+    /// True if some phase declares a parameter called `name`.
+    fn declares(&self, name: &str) -> bool;
+    /// Calls `phase` with the arguments it declares picked from `available`.
+    fn call(&mut self, phase: Phase, available: &Map) -> Result<(), Escape>;
+    /// Runs the registered before- (`true`) or after-iteration hooks.
+    fn hooks(&mut self, before: bool) -> Result<(), Escape>;
+}
+
+/// Top-level settings of a test script.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `version` (default 0).
+    pub version: Dynamic,
+    /// `preserve_srcdir` (default false).
+    pub preserve_srcdir: bool,
+    /// `postprocess_profiled_run` (default false).
+    pub postprocess_profiled_run: bool,
+    /// `strict_params` (default true).
+    pub strict_params: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            version: Dynamic::from_int(0),
+            preserve_srcdir: false,
+            postprocess_profiled_run: false,
+            strict_params: true,
+        }
+    }
+}
+
+/// How the job asked for this test to run.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `run_cleanup` after the job default is applied.
+    pub run_cleanup: bool,
+    /// `test_attributes`.
+    pub test_attributes: Map,
+    /// Arguments `execute` consumes (`iterations`, ...).
+    pub execute: Map,
+    /// A non-map argument given to `run_test` (an error, recorded as `param-0`).
+    pub positional: Option<Dynamic>,
+    /// `job.default_profile_only`.
+    pub default_profile_only: bool,
+    /// `job.drop_caches_between_iterations`.
+    pub drop_caches: bool,
+    /// Whether any profiler is present (none until profilers arrive).
+    pub profilers_present: bool,
+}
+
+/// Runs a whole test; `None` means it passed. `warn` records a WARN status line.
+pub fn run(
+    body: &mut dyn TestBody,
+    state: &SharedState,
+    settings: &Settings,
+    req: &Request,
+    warn: &mut dyn FnMut(&str),
+) -> Option<Outcome> {
+    if let Err(o) = write_param_keyval(state, settings, req) {
+        return Some(o);
+    }
+    if req.positional.is_some() {
+        return Some(Outcome::new(
+            Status::Error,
+            "Unnamed arguments not accepted. Please call job.run_test with named args only",
+        ));
+    }
+    if settings.strict_params {
+        let params = state.borrow().params.clone();
+        if let Some((name, _)) = params.iter().find(|(n, _)| !body.declares(n)) {
+            return Some(Outcome::new(
+                Status::Error,
+                format!("Unknown parameter: {name}"),
+            ));
+        }
+    }
+    let params = state.borrow().params.clone();
+    let result = (|| {
+        body.call(Phase::Initialize, &params)
+            .map_err(|e| e.into_outcome(Status::Error))?;
+        setup_once(body, state, settings, &params)?;
+        body.call(Phase::Warmup, &params)
+            .map_err(|e| e.into_outcome(Status::Fail))?;
+        execute(body, state, settings, req, &params, warn).map_err(|e| e.into_outcome(Status::Fail))
+    })();
+    match result {
+        Err(outcome) => {
+            logging::error(
+                "test",
+                &format!("Exception escaping from test: {}", outcome.message),
+            );
+            if req.run_cleanup {
+                if let Err(e) = body.call(Phase::Cleanup, &params) {
+                    let o = e.into_outcome(Status::Error);
+                    logging::error(
+                        "test",
+                        &format!("Ignoring exception during cleanup() phase: {}", o.message),
+                    );
+                }
+            }
+            Some(outcome)
+        }
+        Ok(()) if req.run_cleanup => body
+            .call(Phase::Cleanup, &params)
+            .err()
+            .map(|e| e.into_outcome(Status::Error)),
+        Ok(()) => None,
+    }
+}
+
+/// The test keyval block autotest writes first: attributes, `version`, `param-*`.
+fn write_param_keyval(
+    state: &SharedState,
+    settings: &Settings,
+    req: &Request,
+) -> Result<(), Outcome> {
+    let st = state.borrow();
+    let mut pairs: Vec<(String, String)> = keyval::map_pairs(&req.test_attributes);
+    pairs.push(("version".into(), keyval::py_str(&settings.version)));
+    if let Some(p) = &req.positional {
+        pairs.push(("param-0".into(), keyval::py_repr(p)));
+    }
+    for (k, v) in st.params.iter().chain(req.execute.iter()) {
+        pairs.push((format!("param-{k}"), keyval::py_repr(v)));
+    }
+    pairs.sort();
+    let text = keyval::render(&pairs, Tag::None)
+        .map_err(|e| Outcome::new(Status::Error, e.to_string()))?;
+    keyval::append(&st.paths.outputdir.join("keyval"), &text)
+        .map_err(|e| Outcome::new(Status::Error, e.to_string()))
+}
+
+/// Runs `setup` when `srcdir/.version` differs from the script's version, under an
+/// exclusive lock so that parallel jobs do not set up the same test twice.
+fn setup_once(
+    body: &mut dyn TestBody,
+    state: &SharedState,
+    settings: &Settings,
+    params: &Map,
+) -> Result<(), Outcome> {
+    let (srcdir, bindir) = {
+        let st = state.borrow();
+        (st.paths.srcdir.clone(), st.paths.bindir.clone())
+    };
+    let io = |what: &str, e: std::io::Error| Outcome::new(Status::Error, format!("{what}: {e}"));
+    let base = srcdir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(base).map_err(|e| io("cannot create the cache folder", e))?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(base.join(".setup.lock"))
+        .map_err(|e| io("cannot open the setup lock", e))?;
+    let mut lock = fd_lock::RwLock::new(lock_file);
+    let _guard = lock
+        .write()
+        .map_err(|e| io("cannot take the setup lock", e))?;
+    let version = keyval::py_repr(&settings.version);
+    let marker = srcdir.join(".version");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(version.as_str()) {
+        return Ok(());
+    }
+    if !settings.preserve_srcdir && srcdir.exists() {
+        std::fs::remove_dir_all(&srcdir).map_err(|e| io("cannot clear the srcdir", e))?;
+    }
+    let src = bindir.join("src");
+    if src.is_dir() {
+        copy_tree(&src, &srcdir).map_err(|e| io("cannot copy src/ into the srcdir", e))?;
+    }
+    std::fs::create_dir_all(&srcdir).map_err(|e| io("cannot create the srcdir", e))?;
+    if body.has(Phase::Setup) {
+        body.call(Phase::Setup, params)
+            .map_err(|e| e.into_outcome(Status::Error))?;
+    }
+    std::fs::write(&marker, version).map_err(|e| io("cannot write the .version record", e))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry
+            .path()
+            .strip_prefix(from)
+            .map_err(std::io::Error::other)?;
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// `execute`: the script's own, or autotest's loop.
+fn execute(
+    body: &mut dyn TestBody,
+    state: &SharedState,
+    settings: &Settings,
+    req: &Request,
+    params: &Map,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(), Escape> {
+    if body.has(Phase::Execute) {
+        let mut available = params.clone();
+        available.extend(req.execute.clone());
+        return body.call(Phase::Execute, &available);
+    }
+    let get = |k: &str| req.execute.get(k).filter(|v| !v.is_unit());
+    let profile_only = get("profile_only")
+        .map(truthy)
+        .unwrap_or(req.default_profile_only);
+    let constraints: Vec<String> = match get("constraints") {
+        None => Vec::new(),
+        Some(v) => v
+            .clone()
+            .into_typed_array::<rhai::ImmutableString>()
+            .map(|a| a.into_iter().map(|s| s.to_string()).collect())
+            .map_err(|_| {
+                Escape::Outcome(Outcome::new(
+                    Status::Error,
+                    "constraints must be an array of expression strings",
+                ))
+            })?,
+    };
+    let _ = settings;
+    let mut once = |body: &mut dyn TestBody| {
+        call_run_once(body, state, req, params, &constraints, profile_only, warn)
+    };
+    match get("test_length").filter(|v| truthy(v)) {
+        Some(len) => {
+            let len = seconds(len).ok_or_else(|| {
+                Escape::Outcome(Outcome::new(
+                    Status::Error,
+                    "test_length must be a number of seconds",
+                ))
+            })?;
+            logging::debug("test", "Iterations parameter ignored (timed execution)");
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < len {
+                once(body)?;
+            }
+        }
+        None => {
+            let n = match get("iterations") {
+                None => 1,
+                Some(v) => v.as_int().map_err(|_| {
+                    Escape::Outcome(Outcome::new(Status::Error, "iterations must be an integer"))
+                })?,
+            };
+            if n > 1 {
+                logging::debug("test", &format!("Test started. Specified {n} iterations"));
+            }
+            for i in 1..=n {
+                state.borrow_mut().iteration = i;
+                if n > 1 {
+                    logging::debug("test", &format!("Executing iteration {i} of {n}"));
+                }
+                once(body)?;
+            }
+        }
+    }
+    if !profile_only {
+        // The profiled-run slot: autotest bumps the iteration even with no profiler, so
+        // postprocess and cleanup see N+1.
+        state.borrow_mut().iteration += 1;
+    }
+    body.call(Phase::Postprocess, params)?;
+    let msg = constraints::failure_message(&state.borrow().failed_constraints);
+    if msg.is_empty() {
+        Ok(())
+    } else {
+        Err(Escape::Outcome(Outcome::new(Status::Fail, msg)))
+    }
+}
+
+fn call_run_once(
+    body: &mut dyn TestBody,
+    state: &SharedState,
+    req: &Request,
+    params: &Map,
+    constraints: &[String],
+    profile_only: bool,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(), Escape> {
+    if req.drop_caches {
+        drop_caches();
+    }
+    body.hooks(true)?;
+    let result = (|| {
+        if profile_only {
+            if !req.profilers_present {
+                warn("No profilers have been added but profile_only is set - nothing will be run");
+            }
+        } else {
+            body.call(Phase::BeforeRunOnce, params)?;
+            body.call(Phase::RunOnce, params)?;
+            body.call(Phase::AfterRunOnce, params)?;
+        }
+        body.call(Phase::PostprocessIteration, params)?;
+        let mut st = state.borrow_mut();
+        if st.new_keyval {
+            st.new_keyval = false;
+            let perf = st.last_perf.clone().unwrap_or_default();
+            let failed = constraints::analyze(constraints, &perf);
+            st.failed_constraints.push(failed);
+        }
+        Ok(())
+    })();
+    let after = body.hooks(false);
+    result.and(after)
+}
+
+/// Flushes and drops the page cache; a machine that does not allow it is logged, not fatal.
+pub fn drop_caches() {
+    // SAFETY: sync() has no preconditions.
+    unsafe { libc::sync() };
+    if let Err(e) = std::fs::write("/proc/sys/vm/drop_caches", "3") {
+        logging::debug("test", &format!("cannot drop caches: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that records each call and can be told to fail in one phase.
+    struct Fake {
+        trace: Rc<RefCell<Vec<String>>>,
+        state: SharedState,
+        defined: Vec<Phase>,
+        fail_in: Option<(Phase, Escape)>,
+        declared: Vec<&'static str>,
+    }
+
+    impl TestBody for Fake {
+        fn has(&self, p: Phase) -> bool {
+            self.defined.contains(&p)
+        }
+        fn declares(&self, n: &str) -> bool {
+            self.declared.contains(&n)
+        }
+        fn call(&mut self, p: Phase, _: &Map) -> Result<(), Escape> {
+            if !self.has(p) {
+                return Ok(());
+            }
+            let it = self.state.borrow().iteration;
+            self.trace.borrow_mut().push(format!("{}:{it}", p.name()));
+            match &self.fail_in {
+                Some((fp, e)) if *fp == p => Err(e.clone()),
+                _ => Ok(()),
+            }
+        }
+        fn hooks(&mut self, before: bool) -> Result<(), Escape> {
+            let it = self.state.borrow().iteration;
+            self.trace.borrow_mut().push(format!(
+                "{}:{it}",
+                if before { "before_hook" } else { "after_hook" }
+            ));
+            Ok(())
+        }
+    }
+
+    fn fake(fail_in: Option<(Phase, Escape)>) -> (Fake, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = TestState::default();
+        st.paths.outputdir = dir.path().to_path_buf();
+        st.paths.resultsdir = dir.path().join("results");
+        st.paths.srcdir = dir.path().join("cache/src");
+        st.paths.bindir = dir.path().join("bin");
+        let all: Vec<Phase> = Phase::ALL
+            .iter()
+            .copied()
+            .filter(|p| *p != Phase::Execute)
+            .collect();
+        (
+            Fake {
+                trace: Rc::default(),
+                state: Rc::new(RefCell::new(st)),
+                defined: all,
+                fail_in,
+                declared: vec!["seconds"],
+            },
+            dir,
+        )
+    }
+
+    fn run_fake(f: &mut Fake, execute: Map, cleanup: bool) -> Option<Outcome> {
+        let req = Request {
+            run_cleanup: cleanup,
+            execute,
+            ..Request::default()
+        };
+        let state = f.state.clone();
+        run(f, &state, &Settings::default(), &req, &mut |_| {})
+    }
+
+    #[test]
+    fn phase_order_with_iterations() {
+        let (mut f, _d) = fake(None);
+        let mut ex = Map::new();
+        ex.insert("iterations".into(), Dynamic::from_int(2));
+        assert_eq!(run_fake(&mut f, ex, true), None);
+        let t = f.trace.borrow().join(" ");
+        assert_eq!(
+            t,
+            "initialize:0 setup:0 warmup:0 \
+             before_hook:1 before_run_once:1 run_once:1 after_run_once:1 postprocess_iteration:1 after_hook:1 \
+             before_hook:2 before_run_once:2 run_once:2 after_run_once:2 postprocess_iteration:2 after_hook:2 \
+             postprocess:3 cleanup:3"
+        );
+    }
+
+    #[test]
+    fn failure_in_run_once_still_cleans_up_and_runs_after_hook() {
+        let esc = Escape::Unhandled("Unhandled RuntimeError: boom".into());
+        let (mut f, _d) = fake(Some((Phase::RunOnce, esc)));
+        let o = run_fake(&mut f, Map::new(), true).unwrap();
+        assert_eq!(o.status, Status::Fail);
+        let t = f.trace.borrow().join(" ");
+        assert!(t.ends_with("run_once:1 after_hook:1 cleanup:1"), "{t}");
+    }
+
+    #[test]
+    fn unhandled_in_initialize_is_error_and_no_cleanup_when_disabled() {
+        let esc = Escape::Unhandled("Unhandled RuntimeError: bad".into());
+        let (mut f, _d) = fake(Some((Phase::Initialize, esc)));
+        let o = run_fake(&mut f, Map::new(), false).unwrap();
+        assert_eq!(o.status, Status::Error);
+        assert_eq!(f.trace.borrow().join(" "), "initialize:0");
+    }
+
+    #[test]
+    fn strict_params_reject_unknown_before_any_phase() {
+        let (mut f, _d) = fake(None);
+        f.state
+            .borrow_mut()
+            .params
+            .insert("bogus".into(), Dynamic::from_int(1));
+        let o = run_fake(&mut f, Map::new(), true).unwrap();
+        assert_eq!(o, Outcome::new(Status::Error, "Unknown parameter: bogus"));
+        assert!(f.trace.borrow().is_empty());
+    }
+}

@@ -1,0 +1,127 @@
+//! Debug logs as autotest keeps them: `debug/<name>.{DEBUG,INFO,WARNING,ERROR}` per job and
+//! per test (each file gets its level and above), plus the console.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A log level, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Details: command output, phase calls.
+    Debug,
+    /// Progress: status lines, `print`.
+    Info,
+    /// Something looks wrong.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+impl Level {
+    const ALL: [Level; 4] = [Level::Debug, Level::Info, Level::Warning, Level::Error];
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// The four files of one log name.
+struct Sink {
+    files: Vec<(Level, File)>,
+}
+
+struct Logger {
+    console: Level,
+    sinks: Vec<Sink>,
+}
+
+static LOGGER: Mutex<Logger> = Mutex::new(Logger {
+    console: Level::Info,
+    sinks: Vec::new(),
+});
+
+fn logger() -> std::sync::MutexGuard<'static, Logger> {
+    LOGGER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets the lowest level shown on the console (`--verbose` shows DEBUG).
+pub fn set_console_level(level: Level) {
+    logger().console = level;
+}
+
+/// Starts teeing every log line into `dir/<name>.{DEBUG,INFO,WARNING,ERROR}` (appended).
+pub fn push_sink(dir: &Path, name: &str) -> std::io::Result<()> {
+    let mut files = Vec::with_capacity(4);
+    for level in Level::ALL {
+        let path = dir.join(format!("{name}.{}", level.name()));
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        files.push((level, f));
+    }
+    logger().sinks.push(Sink { files });
+    Ok(())
+}
+
+/// Stops the most recently pushed sink.
+pub fn pop_sink() {
+    logger().sinks.pop();
+}
+
+/// Logs `message` from `module` at `level`.
+pub fn log(level: Level, module: &str, message: &str) {
+    let now = chrono::Local::now();
+    let mut lg = logger();
+    if !lg.sinks.is_empty() {
+        let line = format!(
+            "{} {:<5.5}|{:>10.10}:{:04}| {}\n",
+            now.format("%m/%d %H:%M:%S"),
+            level.name(),
+            module,
+            0,
+            message
+        );
+        for sink in &mut lg.sinks {
+            for (threshold, f) in &mut sink.files {
+                if level >= *threshold {
+                    // A debug log that cannot be written must not stop the test.
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+        }
+    }
+    if level >= lg.console {
+        let line = format!(
+            "{} {:<5.5}| {}\n",
+            now.format("%H:%M:%S"),
+            level.name(),
+            message
+        );
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Logs at INFO.
+pub fn info(module: &str, message: &str) {
+    log(Level::Info, module, message);
+}
+
+/// Logs at DEBUG.
+pub fn debug(module: &str, message: &str) {
+    log(Level::Debug, module, message);
+}
+
+/// Logs at ERROR.
+pub fn error(module: &str, message: &str) {
+    log(Level::Error, module, message);
+}
+
+/// Logs at WARNING.
+pub fn warning(module: &str, message: &str) {
+    log(Level::Warning, module, message);
+}

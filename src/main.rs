@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(autorun::main(std::env::args_os().collect()));
+}

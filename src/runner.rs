@@ -1,0 +1,315 @@
+//! Running a job (`autorun CONTROL`) and running one test in a test process.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::api;
+use crate::child::{self, TestSpec};
+use crate::cli::RunOpts;
+use crate::config;
+use crate::discovery::absolute;
+use crate::error::{exit, Error};
+use crate::job::{JobHandle, JobInfo, Props};
+use crate::keyval;
+use crate::lifecycle::{self, Request, TestState};
+use crate::logging::{self, Level};
+use crate::outcome::{escape_of, Escape};
+use crate::script_test::{compile, ScriptTest};
+use crate::status::Status;
+use crate::status_log::{self, Entry};
+
+/// Creates the job folder: `<out>/<tag>` or a fresh `job-YYYYmmdd-HHMMSS[-N]`.
+fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<PathBuf, Error> {
+    let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot create {}: {e}", p.display()));
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    if let Some(tag) = tag {
+        crate::discovery::check_name("tag", tag).map_err(Error::Usage)?;
+        let dir = out.join(tag);
+        if dir.symlink_metadata().is_ok() {
+            if !overwrite {
+                return Err(Error::JobFolderExists(dir));
+            }
+            std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| io(&dir, e))?;
+        return Ok(dir);
+    }
+    let stamp = chrono::Local::now().format("job-%Y%m%d-%H%M%S").to_string();
+    for n in 1.. {
+        let name = if n == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let dir = out.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Points `<out>/latest` at `dir`, replacing the link atomically.
+fn update_latest(out: &Path, dir: &Path) {
+    let Some(name) = dir.file_name() else { return };
+    let tmp = out.join(format!(".latest-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::os::unix::fs::symlink(name, &tmp).is_ok() {
+        let _ = std::fs::rename(&tmp, out.join("latest"));
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            if uid == 0 {
+                "root".to_string()
+            } else {
+                uid.to_string()
+            }
+        })
+}
+
+/// Runs a job; returns the exit code.
+pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
+    let Some(control) = opts.control.as_deref() else {
+        return Err(Error::Usage(
+            "no control file given; usage: autorun [OPTIONS] CONTROL_FILE".into(),
+        ));
+    };
+    if opts.cont {
+        return Err(Error::NotSupported("--continue"));
+    }
+    if opts.tap {
+        return Err(Error::NotSupported("--tap"));
+    }
+    let source = std::fs::read_to_string(control).map_err(|e| Error::ControlFile {
+        path: control.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let control = absolute(control);
+    let control_dir = control.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let cfg = config::load(&control_dir)?;
+    let out = opts
+        .output_dir
+        .clone()
+        .or(cfg.output_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("results"));
+    let resultdir = absolute(&make_job_folder(&out, opts.tag.as_deref(), opts.overwrite)?);
+    update_latest(&out, &resultdir);
+    let io = |what: &str, e: std::io::Error| Error::Io(format!("{what}: {e}"));
+    std::fs::write(resultdir.join("control"), &source)
+        .map_err(|e| io("cannot copy the control file", e))?;
+    let debug = resultdir.join("debug");
+    std::fs::create_dir_all(&debug).map_err(|e| io("cannot create the debug folder", e))?;
+    logging::set_console_level(if opts.verbose {
+        Level::Debug
+    } else {
+        Level::Info
+    });
+    logging::push_sink(&debug, "client").map_err(|e| io("cannot open the job's debug logs", e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("autorun-")
+        .tempdir()
+        .map_err(|e| io("cannot create the job's temp folder", e))?;
+    let mut test_dirs: Vec<PathBuf> = opts.test_dir.iter().map(|d| absolute(d)).collect();
+    test_dirs.push(control_dir.join("tests"));
+    test_dirs.extend(cfg.test_dirs.iter().map(|d| absolute(d)));
+    let tag = resultdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let info = JobInfo {
+        resultdir: resultdir.clone(),
+        tmpdir: tmp.path().to_path_buf(),
+        tag,
+        args: opts
+            .args
+            .as_deref()
+            .map(crate::args::split_job_args)
+            .unwrap_or_default(),
+        user: user(),
+        hostname: api::hostname(),
+        control: control.clone(),
+        test_dirs,
+        cache_dir: absolute(&cfg.cache_dir),
+        verbose: opts.verbose,
+        props: Props::default(),
+        master_testpath: None,
+        sinks: vec![(debug, "client".to_string())],
+        indent: 0,
+    };
+    let job = JobHandle::new(info);
+    api::set_current_job(&job);
+    child::install_signal_handlers();
+    logging::info(
+        "job",
+        &format!("Writing results to {}", resultdir.display()),
+    );
+    let started = chrono::Local::now().timestamp();
+    let _ = keyval::append(
+        &resultdir.join("keyval"),
+        &format!(
+            "hostname={}\njob_started={started}\nstatus_version=1\nuser={}\n",
+            job.info().hostname,
+            job.info().user
+        ),
+    );
+    let record = |e: Entry| job.record(&e).map_err(Error::Io);
+    record(Entry::new("START", None, None, ""))?;
+    let engine = api::engine(job.clone());
+    let control_name = control.display().to_string();
+    let aborted: Option<String> = match compile_control(&engine, &control, &source) {
+        Err(msg) => Some(msg),
+        Ok(ast) => match engine.run_ast(&ast) {
+            Ok(()) => None,
+            Err(e) => {
+                if let Some(sig) = child::interrupted() {
+                    Some(format!("interrupted by {}", child::signal_name(sig)))
+                } else {
+                    match escape_of(e, &control_name) {
+                        Escape::Outcome(o) if o.status == Status::TestNa => {
+                            record(Entry::new("TEST_NA", None, Some(&control_name), &o.message))?;
+                            None
+                        }
+                        Escape::Outcome(o) if o.status == Status::Abort => Some(o.message),
+                        Escape::Outcome(o) => Some(api::unhandled_job_message(&o)),
+                        Escape::Unhandled(m) => Some(m),
+                    }
+                }
+            }
+        },
+    };
+    let aborted = aborted.or_else(|| {
+        child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig)))
+    });
+    // Close whatever is still open (a group interrupted half-way) so the log stays balanced.
+    while job.info().indent > 1 {
+        record(Entry::new("END ABORT", None, None, ""))?;
+    }
+    match &aborted {
+        Some(msg) => record(Entry::new("END ABORT", None, None, msg))?,
+        None => record(Entry::new("END GOOD", None, None, ""))?,
+    }
+    let _ = keyval::append(
+        &resultdir.join("keyval"),
+        &format!("job_finished={}\n", chrono::Local::now().timestamp()),
+    );
+    let log = std::fs::read_to_string(resultdir.join("status")).unwrap_or_default();
+    logging::pop_sink();
+    println!("Results are in {}", resultdir.display());
+    Ok(match aborted {
+        Some(msg) => {
+            eprintln!(
+                "autorun: the job aborted: {}",
+                msg.lines().next().unwrap_or("")
+            );
+            exit::ABORTED
+        }
+        None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
+        None => exit::OK,
+    })
+}
+
+fn compile_control(
+    engine: &rhai::Engine,
+    control: &Path,
+    source: &str,
+) -> Result<rhai::AST, String> {
+    let _ = source;
+    compile(engine, control).inspect_err(|m| eprintln!("autorun: {m}"))
+}
+
+/// The test-process side: reads the spec on stdin, runs the test, writes the report.
+pub fn run_test_process(report: &Path) -> i32 {
+    let spec = match child::read_spec() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("autorun: {e}");
+            return exit::USAGE;
+        }
+    };
+    let outcome = test_process(spec);
+    match child::write_report(report, outcome) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!(
+                "autorun: cannot write the test report {}: {e}",
+                report.display()
+            );
+            exit::ABORTED
+        }
+    }
+}
+
+fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
+    use crate::outcome::Outcome;
+    logging::set_console_level(if spec.job.verbose {
+        Level::Debug
+    } else {
+        Level::Info
+    });
+    let (own, ancestors) = spec.job.sinks.split_last()?;
+    for (dir, name) in ancestors {
+        let _ = logging::push_sink(dir, name);
+    }
+    let mut paths = spec.paths.clone();
+    let mut initial = TestState::default();
+    initial.params = spec.params.clone();
+    let state = Rc::new(RefCell::new(initial));
+    let job = JobHandle::new(spec.job.clone());
+    api::set_current_job(&job);
+    let engine = api::engine(job.clone());
+    let (mut test, settings) =
+        match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
+            Ok(t) => t,
+            Err(o) => return Some(o),
+        };
+    for d in [&paths.resultsdir, &paths.profdir, &paths.debugdir] {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            return Some(Outcome::new(
+                Status::Error,
+                format!("cannot create {}: {e}", d.display()),
+            ));
+        }
+    }
+    let _ = logging::push_sink(&own.0, &own.1);
+    let tmp = match tempfile::Builder::new()
+        .suffix(&format!("_{}", paths.tagged_testname))
+        .tempdir_in(&spec.job.tmpdir)
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(Outcome::new(
+                Status::Error,
+                format!("cannot create the test's temp folder: {e}"),
+            ))
+        }
+    };
+    paths.tmpdir = tmp.path().to_path_buf();
+    state.borrow_mut().paths = paths;
+    let props = &spec.job.props;
+    let req = Request {
+        run_cleanup: spec.run_cleanup,
+        test_attributes: spec.test_attributes.clone(),
+        execute: spec.execute.clone(),
+        positional: spec.positional.clone(),
+        default_profile_only: props.default_profile_only,
+        drop_caches: props.drop_caches_between_iterations,
+        profilers_present: false,
+    };
+    let mut warn = |msg: &str| {
+        if let Err(e) = job.record(&Entry::new("WARN", None, None, msg)) {
+            logging::error("test", &e);
+        }
+    };
+    let outcome = lifecycle::run(&mut test, &state, &settings, &req, &mut warn);
+    drop(tmp);
+    outcome
+}
