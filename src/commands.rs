@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,45 @@ pub enum CmdError {
     Spawn(String, String),
 }
 
+/// Process groups of the commands running now, so that a test process that is told to
+/// stop (timeout, Ctrl-C) can take its commands with it.
+static ACTIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+
+fn track(pgid: i32) -> Option<usize> {
+    ACTIVE.iter().position(|slot| {
+        slot.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    })
+}
+
+/// Kills every running command's process group with SIGKILL. Async-signal-safe.
+pub fn kill_all_commands() {
+    for slot in &ACTIVE {
+        let pgid = slot.load(Ordering::SeqCst);
+        if pgid > 0 {
+            // SAFETY: killpg is async-signal-safe and only sends a signal.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// In a test process: SIGTERM or SIGINT kills the running commands' groups, then the
+/// process dies of the signal as it would by default.
+pub fn kill_commands_on_termination() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only calls async-signal-safe functions (killpg, and the
+        // default-disposition emulation of signal-hook).
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, move || {
+                kill_all_commands();
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+            })
+        };
+    }
+}
+
 /// Sends `sig` to the whole process group `pgid`.
 pub fn kill_group(pgid: u32, sig: i32) {
     // SAFETY: killpg only sends a signal; a stale pgid makes it fail with ESRCH.
@@ -115,6 +155,7 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
         .spawn()
         .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()))?;
     let pid = child.id();
+    let slot = track(pid as i32);
     if let (Some(text), Some(mut input)) = (opts.stdin.clone(), child.stdin.take()) {
         std::thread::spawn(move || {
             let _ = input.write_all(text.as_bytes());
@@ -147,7 +188,11 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
             .recv()
             .unwrap_or_else(|_| Err(std::io::Error::other("lost"))),
     }
-    .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()))?;
+    .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()));
+    if let Some(i) = slot {
+        ACTIVE[i].store(0, Ordering::SeqCst);
+    }
+    let status = status?;
     if timed_out {
         // Whatever the shell left behind in the group goes too.
         kill_group(pid, libc::SIGKILL);

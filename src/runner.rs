@@ -250,6 +250,14 @@ pub fn run_test_process(report: &Path) -> i32 {
 
 fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     use crate::outcome::Outcome;
+    // Rust's runtime catches SIGSEGV and SIGBUS to report stack overflows; a test process
+    // must die of them like any program, so that the job sees and names the signal.
+    // SAFETY: restoring the default disposition has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+    }
+    crate::commands::kill_commands_on_termination();
     logging::set_console_level(if spec.job.verbose {
         Level::Debug
     } else {
@@ -265,7 +273,8 @@ fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     let state = Rc::new(RefCell::new(initial));
     let job = JobHandle::new(spec.job.clone());
     api::set_current_job(&job);
-    let engine = api::engine(job.clone());
+    let mut engine = api::engine(job.clone());
+    api::register_test_exit(&mut engine);
     let (mut test, settings) =
         match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
             Ok(t) => t,
@@ -280,6 +289,13 @@ fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         }
     }
     let _ = logging::push_sink(&own.0, &own.1);
+    // Tests run in their output folder, as in autotest.
+    if let Err(e) = std::env::set_current_dir(&paths.outputdir) {
+        return Some(Outcome::new(
+            Status::Error,
+            format!("cannot enter {}: {e}", paths.outputdir.display()),
+        ));
+    }
     let tmp = match tempfile::Builder::new()
         .suffix(&format!("_{}", paths.tagged_testname))
         .tempdir_in(&spec.job.tmpdir)

@@ -1,0 +1,146 @@
+//! A small builder that lays out a control file and tests in a temp folder, runs the real
+//! `autorun` binary on it, and reads back the results folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+pub struct Job {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+pub struct Run {
+    pub output: Output,
+    pub resultdir: PathBuf,
+    /// Keeps the job's temp folder alive when the `Job` itself is gone.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Job {
+    pub fn new(control: &str) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("control.rhai"), control).unwrap();
+        Job {
+            dir,
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds `tests/NAME/NAME.rhai` (NAME may be `group:name`).
+    pub fn test(self, name: &str, source: &str) -> Job {
+        let rel: PathBuf = name.split(':').collect();
+        let base = name.rsplit(':').next().unwrap();
+        let d = self.dir.path().join("tests").join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("{base}.rhai")), source).unwrap();
+        self
+    }
+
+    pub fn file(self, rel: &str, text: &str) -> Job {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Job {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the job with tag `job` into `<tmp>/results`.
+    pub fn run(&self) -> Run {
+        self.run_tagged("job")
+    }
+
+    pub fn run_tagged(&self, tag: &str) -> Run {
+        let mut cmd = Command::cargo_bin("autorun").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .arg("control.rhai")
+            .args(["-o", "results", "-t", tag])
+            .args(&self.args)
+            .timeout(std::time::Duration::from_secs(60));
+        let output = cmd.output().unwrap();
+        Run {
+            output,
+            resultdir: self.dir.path().join("results").join(tag),
+            _dir: None,
+        }
+    }
+
+    /// Runs the job and hands its temp folder to the result.
+    pub fn finish(self) -> Run {
+        let mut run = self.run();
+        run._dir = Some(self.dir);
+        run
+    }
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.resultdir.join(rel)).unwrap_or_else(|e| {
+            panic!(
+                "reading {rel}: {e}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+
+    pub fn status(&self) -> String {
+        self.read("status")
+    }
+
+    /// The status log with timestamps, local times and absolute temp paths redacted.
+    pub fn status_redacted(&self) -> String {
+        redact(
+            &self.status(),
+            self.resultdir.parent().unwrap().parent().unwrap(),
+        )
+    }
+
+    /// The non-START/END line for `subdir`: (status, message first line).
+    pub fn result_of(&self, subdir: &str) -> (String, String) {
+        for line in self.status().lines() {
+            let t = line.trim_start_matches('\t');
+            let parts: Vec<&str> = t.split('\t').collect();
+            if parts.len() >= 4
+                && parts[1] == subdir
+                && parts[0] != "START"
+                && !parts[0].starts_with("END ")
+            {
+                return (parts[0].to_string(), parts[parts.len() - 1].to_string());
+            }
+        }
+        panic!("no result line for {subdir} in:\n{}", self.status());
+    }
+}
+
+pub fn redact(text: &str, root: &Path) -> String {
+    let ts = regex::Regex::new(r"timestamp=\d+").unwrap();
+    let lt = regex::Regex::new(r"localtime=[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d").unwrap();
+    let s = text.replace(&root.display().to_string(), "<TMP>");
+    let s = ts.replace_all(&s, "timestamp=<TS>");
+    lt.replace_all(&s, "localtime=<LT>").into_owned()
+}
