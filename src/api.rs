@@ -190,7 +190,7 @@ fn run_cmd(cmd: &Dynamic, opts: &Map) -> RhaiResult<Map> {
 
 /// Sleeps, waking early when the job is interrupted.
 pub fn sleep(secs: f64) {
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return;
     }
     let end = Instant::now() + Duration::from_secs_f64(secs.min(1e9));

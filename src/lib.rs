@@ -33,6 +33,12 @@ use crate::error::{exit, Error};
 
 /// Runs the command line `argv` and returns the process exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    // One malloc arena: the work runs on a spawned thread, whose own arena would grow by
+    // many small mprotect calls (about a millisecond per test process).
+    // SAFETY: mallopt only tunes the allocator; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     // Scripts recurse on the native stack: give them a large one, the same in every build.
     let worker = std::thread::Builder::new()
         .name("autorun".into())

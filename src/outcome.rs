@@ -85,6 +85,7 @@ pub fn locate(file: &str, pos: Position) -> String {
 }
 
 /// Turns a Rhai error into an [`Escape`]; `file` names the script it came from.
+#[allow(clippy::boxed_local)] // Rhai hands errors over boxed
 pub fn escape_of(err: Box<EvalAltResult>, file: &str) -> Escape {
     let inner = innermost(*err);
     if let EvalAltResult::ErrorRuntime(value, _) = &inner {

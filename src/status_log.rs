@@ -240,8 +240,8 @@ pub fn has_failed_end(log: &str) -> bool {
 /// The job's final status: the code of the last unindented END line, if any.
 pub fn job_end_status(log: &str) -> Option<String> {
     log.lines()
-        .filter(|l| l.starts_with("END "))
-        .last()
+        .rev()
+        .find(|l| l.starts_with("END "))
         .and_then(|l| l.split('\t').next())
         .map(|c| c.trim_start_matches("END ").to_string())
 }
