@@ -72,7 +72,11 @@ pub fn engine(job: JobHandle) -> Engine {
         .set_max_map_size(MAX_ARRAY)
         .set_max_modules(256);
     e.on_print(|s| logging::info("script", s));
-    e.on_debug(|s, _, _| logging::debug("script", s));
+    // Rhai hands `debug` the Debug form of its argument: a string arrives quoted and escaped.
+    e.on_debug(|s, _, _| {
+        let text = serde_json::from_str::<String>(s).unwrap_or_else(|_| s.to_string());
+        logging::debug("script", &text)
+    });
     e.on_progress(|_| {
         child::interrupted()
             .map(|sig| Dynamic::from(format!("interrupted by {}", child::signal_name(sig))))
@@ -248,15 +252,7 @@ fn register_utilities(e: &mut Engine) {
                 .unwrap_or(1)
         })
         .register_fn("hostname", hostname)
-        .register_fn("drop_caches", crate::lifecycle::drop_caches)
-        .register_fn("debug", |x: Dynamic| {
-            let text = if x.is_string() {
-                x.into_string().unwrap_or_default()
-            } else {
-                x.to_string()
-            };
-            logging::debug("script", &text)
-        });
+        .register_fn("drop_caches", crate::lifecycle::drop_caches);
 }
 
 fn system_output(cmd: &Dynamic, opts: &Map) -> RhaiResult<String> {
@@ -313,7 +309,17 @@ fn run_group(
     let call_args = cherry_pick(&declared, &rest);
     let start = crate::status_log::Entry::new("START", None, Some(&name), "");
     job.record(&start).map_err(abort_err)?;
-    let result = f.call_within_context::<Dynamic>(ctx, call_args);
+    // Like a Python function given a keyword it does not take: an error inside the group.
+    let unknown = rest
+        .keys()
+        .find(|k| !declared.iter().any(|d| d == k.as_str()));
+    let result = match unknown {
+        Some(k) => Err(native_error(
+            "TypeError",
+            format!("{fn_name}() got an unexpected keyword argument '{k}'"),
+        )),
+        None => f.call_within_context::<Dynamic>(ctx, call_args),
+    };
     let end = |code: &str, msg: &str| {
         job.record(&crate::status_log::Entry::new(code, None, Some(&name), msg))
             .map_err(abort_err)

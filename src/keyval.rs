@@ -96,12 +96,21 @@ pub fn py_str(v: &Dynamic) -> String {
 pub fn py_repr(v: &Dynamic) -> String {
     if v.is_string() {
         let s = v.clone().into_string().unwrap_or_default();
+        // Python quotes with ' unless the text holds ' and no ".
+        let quote = if s.contains('\'') && !s.contains('"') {
+            '"'
+        } else {
+            '\''
+        };
         let mut out = String::with_capacity(s.len() + 2);
-        out.push('\'');
+        out.push(quote);
         for c in s.chars() {
             match c {
                 '\\' => out.push_str("\\\\"),
-                '\'' => out.push_str("\\'"),
+                c if c == quote => {
+                    out.push('\\');
+                    out.push(c);
+                }
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
@@ -111,7 +120,7 @@ pub fn py_repr(v: &Dynamic) -> String {
                 c => out.push(c),
             }
         }
-        out.push('\'');
+        out.push(quote);
         out
     } else if let Some(arr) = v.read_lock::<rhai::Array>() {
         let items: Vec<String> = arr.iter().map(py_repr).collect();
@@ -262,7 +271,8 @@ mod tests {
         assert_eq!(py_str(&Dynamic::UNIT), "None");
         assert_eq!(py_str(&Dynamic::TRUE), "True");
         assert_eq!(py_str(&Dynamic::from("lbl")), "lbl");
-        assert_eq!(py_repr(&Dynamic::from("l'b")), "'l\\'b'");
+        assert_eq!(py_repr(&Dynamic::from("l'b")), "\"l'b\"");
+        assert_eq!(py_repr(&Dynamic::from("a'b\"c")), "'a\\'b\"c'");
         assert_eq!(py_repr(&Dynamic::from_int(5)), "5");
         let arr: rhai::Array = vec![Dynamic::from_int(1), Dynamic::from("a")];
         assert_eq!(py_repr(&Dynamic::from_array(arr)), "[1, 'a']");

@@ -165,7 +165,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     record(Entry::new("START", None, None, ""))?;
     let engine = api::engine(job.clone());
     let control_name = control.display().to_string();
-    let aborted: Option<String> = match compile_control(&engine, &control, &source) {
+    let aborted: Option<String> = match compile_control(&engine, &control) {
         Err(msg) => Some(msg),
         Ok(ast) => match engine.run_ast(&ast) {
             Ok(()) => None,
@@ -217,13 +217,17 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     })
 }
 
-fn compile_control(
-    engine: &rhai::Engine,
-    control: &Path,
-    source: &str,
-) -> Result<rhai::AST, String> {
-    let _ = source;
-    compile(engine, control).inspect_err(|m| eprintln!("autorun: {m}"))
+fn compile_control(engine: &rhai::Engine, control: &Path) -> Result<rhai::AST, String> {
+    let ast = compile(engine, control)?;
+    if ast.iter_functions().any(|f| f.name == "step_init") {
+        // Said on the console and in the debug log, not in the status log: the status log
+        // holds only what autotest would write.
+        logging::warning(
+            "job",
+            "step_init is defined, but the step engine is not supported yet: it will not run",
+        );
+    }
+    Ok(ast)
 }
 
 /// The test-process side: reads the spec on stdin, runs the test, writes the report.

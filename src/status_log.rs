@@ -295,7 +295,7 @@ mod tests {
         let e = entry("END FAIL", "boom\nmore");
         let r = e.render(1);
         let p = parse_line(r.lines().next().unwrap()).unwrap();
-        assert_eq!(p.indent, 0);
+        assert_eq!(p.indent, 1);
         assert_eq!(p.code, "END FAIL");
         assert_eq!(p.subdir.as_deref(), Some("t.a"));
         assert_eq!(p.message, "boom");

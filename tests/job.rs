@@ -413,3 +413,31 @@ fn commands_stream_output_to_the_test_debug_log() {
         .read("debug/client.INFO")
         .contains("printed from the test"));
 }
+
+#[test]
+fn group_functions_reject_arguments_they_do_not_take() {
+    let run = Job::new(
+        "fn grp(a) { a }\ntry { job.run_group(Fn(\"grp\"), #{a: 1, typo: 2}); } catch (e) { print(`CAUGHT ${e.message}`); }",
+    )
+    .finish();
+    assert!(
+        run.stdout().contains(
+            "CAUGHT Unhandled TypeError: grp() got an unexpected keyword argument 'typo'"
+        ),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.status().contains("\tEND ERROR\t----\tgrp\t"));
+    assert_eq!(run.code(), 1);
+}
+
+#[test]
+fn debug_lines_reach_the_debug_log_unquoted() {
+    let run = Job::new(r#"job.run_test("t");"#)
+        .test("t", "fn run_once() { debug(\"a debug line\"); debug(42); }")
+        .finish();
+    let dbg = run.read("t/debug/t.DEBUG");
+    assert!(dbg.contains("| a debug line\n"), "{dbg}");
+    assert!(dbg.contains("| 42\n"), "{dbg}");
+    assert!(!run.read("t/debug/t.INFO").contains("a debug line"));
+}

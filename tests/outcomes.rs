@@ -250,3 +250,10 @@ fn a_test_killed_by_a_signal_or_exiting_does_not_take_the_job_down() {
     assert!(run.status().lines().last().unwrap().starts_with("END GOOD"));
     assert_eq!(run.code(), 1);
 }
+
+#[test]
+fn unhandled_errors_in_setup_and_cleanup_are_errors() {
+    let (s, m, _) = outcome_of("fn setup() { throw \"no compiler\"; }\nfn run_once() {}");
+    assert_eq!(s, "ERROR");
+    assert!(m.starts_with("Unhandled RuntimeError: no compiler"), "{m}");
+}
