@@ -33,6 +33,9 @@ pub const MAX_ARRAY: usize = 16 << 20;
 pub const SCRIPT_STACK: usize = 256 << 20;
 
 thread_local! {
+    /// Rhai's standard library, built once per job (most of an engine's set-up cost) and
+    /// shared by every engine, including those of forked test processes.
+    static STANDARD: rhai::Shared<rhai::Module> = StandardPackage::new().as_shared_module();
     /// Parameter names of every script function compiled in this process, by name, so that
     /// `run_group` can pass arguments by name to a function pointer.
     static FN_PARAMS: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
@@ -63,7 +66,7 @@ fn current_file() -> String {
 /// Builds the engine for control files and tests, with `job` resolving to `job`.
 pub fn engine(job: JobHandle) -> Engine {
     let mut e = Engine::new_raw();
-    e.register_global_module(StandardPackage::new().as_shared_module());
+    e.register_global_module(STANDARD.with(|m| m.clone()));
     e.set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1)
         .set_max_operations(0)
@@ -504,7 +507,15 @@ fn register_test(e: &mut Engine) {
         .register_get("debugdir", |t: &mut TestObj| get_path(t, |p| &p.debugdir))
         .register_get("bindir", |t: &mut TestObj| get_path(t, |p| &p.bindir))
         .register_get("srcdir", |t: &mut TestObj| get_path(t, |p| &p.srcdir))
-        .register_get("tmpdir", |t: &mut TestObj| get_path(t, |p| &p.tmpdir))
+        .register_get("tmpdir", |t: &mut TestObj| -> RhaiResult<String> {
+            let dir = t.0.borrow_mut().tmpdir().map_err(|e| {
+                native_error(
+                    "IOError",
+                    format!("cannot create the test's temp folder: {e}"),
+                )
+            })?;
+            Ok(path_str(&dir))
+        })
         .register_get("iteration", |t: &mut TestObj| t.0.borrow().iteration)
         .register_get("params", |t: &mut TestObj| t.0.borrow().params.clone())
         .register_indexer_get(|t: &mut TestObj, k: &str| {

@@ -1,29 +1,30 @@
-//! Each test runs in its own process: the autorun binary itself (`autorun __run-test`), in
-//! its own process group. The parent sends a [`TestSpec`] on the child's stdin and reads a
-//! report file back; a crash, a hang, a timeout or a stray `exit` cannot take the job down.
+//! Each test runs in its own process: a fork of the autorun process that asked for it, in
+//! its own process group, like autotest's fork per test. The fork starts warm (no exec, no
+//! dynamic loading, the script engine's packages already built), runs the test, writes its
+//! report into a pipe and exits; a crash, a hang, a timeout or a stray `exit` in the test
+//! cannot take the job down.
 
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Map};
 
-use crate::commands::kill_group;
+use crate::commands::{kill_group, track_group, untrack_group};
 use crate::job::JobInfo;
 use crate::lifecycle::TestPaths;
 use crate::outcome::Outcome;
 use crate::status::Status;
 
-/// The hidden subcommand a test process runs.
-pub const CHILD_COMMAND: &str = "__run-test";
-
 /// The signal (SIGINT/SIGTERM) that asked the job to stop, or 0.
 static INTERRUPT: AtomicI32 = AtomicI32::new(0);
-static REPORTS: AtomicU32 = AtomicU32::new(0);
+/// In a test process: the write end of its own report pipe, which its nested tests must
+/// not inherit (a nested test that outlived it would hold the job's read open).
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Routes SIGINT and SIGTERM to [`interrupted`] instead of killing the job outright.
 pub fn install_signal_handlers() {
@@ -68,12 +69,12 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Everything a test process needs.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TestSpec {
     /// The job, seen from inside the test.
     pub job: JobInfo,
     /// The test script.
-    pub script: PathBuf,
+    pub script: std::path::PathBuf,
     /// The test's folders.
     pub paths: TestPaths,
     /// Test parameters.
@@ -109,42 +110,61 @@ pub enum ChildEnd {
     Interrupted(i32),
 }
 
-/// Where the child writes its report.
-fn report_path(info: &JobInfo) -> PathBuf {
-    let n = REPORTS.fetch_add(1, Ordering::Relaxed);
-    info.tmpdir
-        .join(format!("report-{}-{n}.json", std::process::id()))
+fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((r.into(), w.into()))
 }
 
-/// Runs one test process and waits for it, killing its process group on timeout or
-/// interrupt.
-pub fn run(spec: &TestSpec, timeout: Option<f64>) -> ChildEnd {
-    let report = report_path(&spec.job);
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return failed(format!("cannot find the autorun binary: {e}")),
-    };
-    let payload = match serde_json::to_vec(spec) {
+/// Runs one test in a forked process and waits for it, killing its process group on
+/// timeout or interrupt. `body` runs in the fork and returns the test's outcome.
+pub fn run(
+    spec: TestSpec,
+    timeout: Option<f64>,
+    body: fn(TestSpec) -> Option<Outcome>,
+) -> ChildEnd {
+    let (mut rd, wr) = match pipe() {
         Ok(p) => p,
-        Err(e) => return failed(format!("test arguments cannot be passed to the test: {e}")),
+        Err(e) => return failed(format!("cannot create the test's report pipe: {e}")),
     };
-    let mut cmd = Command::new(exe);
-    cmd.arg(CHILD_COMMAND)
-        .arg(&report)
-        .process_group(0)
-        .stdin(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return failed(format!("cannot start the test process: {e}")),
-    };
-    let pid = child.id();
-    if let Some(mut stdin) = child.stdin.take() {
-        // A test that dies before reading its spec shows up below as an early exit.
-        let _ = stdin.write_all(&payload);
+    let _ = std::io::stdout().flush();
+    // SAFETY: the job process runs scripts on one thread; the only other threads are
+    // waiters that hold no locks the fork needs (glibc's malloc is fork-safe).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(rd);
+        in_fork(spec, wr, body);
     }
+    if pid < 0 {
+        return failed(format!(
+            "cannot start the test process: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // Both sides set the group, so neither can act on the group before it exists.
+    // SAFETY: setpgid on our own child.
+    unsafe { libc::setpgid(pid, pid) };
+    drop(wr);
+    let pid = pid as u32;
+    let slot = track_group(pid as i32);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let mut report = Vec::new();
+        let _ = rd.read_to_end(&mut report);
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        let res = if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok((report, ExitStatus::from_raw(status)))
+        };
+        let _ = tx.send(res);
     });
     let started = Instant::now();
     let mut timed_out = false;
@@ -165,7 +185,8 @@ pub fn run(spec: &TestSpec, timeout: Option<f64>) -> ChildEnd {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(sig) = interrupted() {
                     let _ = stop_group(pid, &rx);
-                    let _ = std::fs::remove_file(&report);
+                    kill_group(pid, libc::SIGKILL);
+                    untrack_group(slot);
                     return ChildEnd::Interrupted(sig);
                 }
             }
@@ -176,21 +197,17 @@ pub fn run(spec: &TestSpec, timeout: Option<f64>) -> ChildEnd {
     };
     // Whatever the test left running in its group does not outlive it.
     kill_group(pid, libc::SIGKILL);
-    let status = match wait {
-        Ok(s) => s,
+    untrack_group(slot);
+    let (report, status) = match wait {
+        Ok(r) => r,
         Err(e) => return failed(format!("cannot wait for the test process: {e}")),
     };
     if timed_out {
-        let _ = std::fs::remove_file(&report);
         let rc = status.signal().unwrap_or_else(|| status.into_raw());
         return failed(format!("Test timeout expired, rc={rc}"));
     }
-    let reported = std::fs::read(&report);
-    let _ = std::fs::remove_file(&report);
-    if let Ok(bytes) = reported {
-        if let Ok(r) = serde_json::from_slice::<TestReport>(&bytes) {
-            return ChildEnd::Finished(r.outcome);
-        }
+    if let Ok(r) = serde_json::from_slice::<TestReport>(&report) {
+        return ChildEnd::Finished(r.outcome);
     }
     match (status.signal(), status.code()) {
         (Some(sig), _) => failed(format!(
@@ -202,15 +219,33 @@ pub fn run(spec: &TestSpec, timeout: Option<f64>) -> ChildEnd {
     }
 }
 
+/// The forked side: a process group of its own, the test, the report, `_exit`.
+fn in_fork(spec: TestSpec, mut wr: std::fs::File, body: fn(TestSpec) -> Option<Outcome>) -> ! {
+    // SAFETY: setpgid/close on our own process and descriptors.
+    unsafe {
+        libc::setpgid(0, 0);
+        let inherited = REPORT_FD.swap(wr.as_raw_fd(), Ordering::SeqCst);
+        if inherited >= 0 {
+            libc::close(inherited);
+        }
+    }
+    let outcome = body(spec);
+    let code = match serde_json::to_vec(&TestReport { outcome }) {
+        Ok(bytes) if wr.write_all(&bytes).is_ok() => 0,
+        _ => 70,
+    };
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the fork without running the job's destructors or atexit hooks,
+    // which belong to the job process.
+    unsafe { libc::_exit(code) }
+}
+
 fn failed(msg: String) -> ChildEnd {
     ChildEnd::Failed(Outcome::new(Status::Error, msg))
 }
 
 /// SIGTERM to the group, then SIGKILL after a short grace; returns the wait result.
-fn stop_group(
-    pid: u32,
-    rx: &mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
-) -> std::io::Result<std::process::ExitStatus> {
+fn stop_group(pid: u32, rx: &mpsc::Receiver<WaitResult>) -> WaitResult {
     kill_group(pid, libc::SIGTERM);
     match rx.recv_timeout(Duration::from_secs(2)) {
         Ok(r) => r,
@@ -222,22 +257,7 @@ fn stop_group(
     }
 }
 
-/// Reads the spec from stdin (the child side).
-pub fn read_spec() -> Result<TestSpec, String> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the test spec: {e}"))?;
-    serde_json::from_slice(&buf).map_err(|e| format!("bad test spec: {e}"))
-}
-
-/// Writes the report (the child side): to a temp name, then renamed into place, so the job
-/// never reads half a report.
-pub fn write_report(path: &std::path::Path, outcome: Option<Outcome>) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&TestReport { outcome })?)?;
-    std::fs::rename(tmp, path)
-}
+type WaitResult = std::io::Result<(Vec<u8>, ExitStatus)>;
 
 /// Rhai maps cross the process boundary as JSON objects, through `Dynamic`'s serde support.
 mod map_serde {

@@ -76,6 +76,18 @@ pub enum CmdError {
 /// stop (timeout, Ctrl-C) can take its commands with it.
 static ACTIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 
+/// Remembers a process group to kill if this process is told to stop.
+pub fn track_group(pgid: i32) -> Option<usize> {
+    track(pgid)
+}
+
+/// Forgets a group remembered by [`track_group`].
+pub fn untrack_group(slot: Option<usize>) {
+    if let Some(i) = slot {
+        ACTIVE[i].store(0, Ordering::SeqCst);
+    }
+}
+
 fn track(pgid: i32) -> Option<usize> {
     ACTIVE.iter().position(|slot| {
         slot.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
@@ -189,9 +201,7 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
             .unwrap_or_else(|_| Err(std::io::Error::other("lost"))),
     }
     .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()));
-    if let Some(i) = slot {
-        ACTIVE[i].store(0, Ordering::SeqCst);
-    }
+    untrack_group(slot);
     let status = status?;
     if timed_out {
         // Whatever the shell left behind in the group goes too.

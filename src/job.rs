@@ -237,7 +237,7 @@ impl JobHandle {
                     run_args.clone(),
                     positional,
                 );
-                child::run(&spec, run_args.timeout)
+                child::run(spec, run_args.timeout, crate::runner::test_process)
             }
         };
         let outcome = match end {

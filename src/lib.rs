@@ -1,7 +1,7 @@
 //! autorun: a test harness with the semantics of autotest's client, scripted in Rhai.
 //!
-//! The job process runs the control file; each `job.run_test` runs the test in a child
-//! process of the same binary ([`child`]), which drives the [`lifecycle`] through a
+//! The job process runs the control file; each `job.run_test` runs the test in a forked
+//! process of its own ([`child`]), which drives the [`lifecycle`] through a
 //! [`script_test::ScriptTest`].
 
 pub mod api;
@@ -24,7 +24,6 @@ pub mod status;
 pub mod status_log;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -54,14 +53,6 @@ pub fn main(argv: Vec<OsString>) -> i32 {
 }
 
 fn dispatch(argv: Vec<OsString>) -> i32 {
-    if argv
-        .get(1)
-        .map(|a| a == child::CHILD_COMMAND)
-        .unwrap_or(false)
-    {
-        let report = argv.get(2).map(PathBuf::from).unwrap_or_default();
-        return runner::run_test_process(&report);
-    }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {

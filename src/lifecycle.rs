@@ -118,12 +118,32 @@ pub struct TestState {
     pub before_hooks: Vec<FnPtr>,
     /// Hooks run after each iteration.
     pub after_hooks: Vec<FnPtr>,
+    /// The test's temp folder, once made.
+    tmp: Option<tempfile::TempDir>,
 }
 
 /// A test's state shared between the lifecycle and the script bindings.
 pub type SharedState = Rc<RefCell<TestState>>;
 
 impl TestState {
+    /// The test's private temp folder (`this.tmpdir`), made on first use inside the job's
+    /// temp folder (`paths.tmpdir` until then).
+    pub fn tmpdir(&mut self) -> std::io::Result<PathBuf> {
+        if self.tmp.is_none() {
+            let dir = tempfile::Builder::new()
+                .suffix(&format!("_{}", self.paths.tagged_testname))
+                .tempdir_in(&self.paths.tmpdir)?;
+            self.paths.tmpdir = dir.path().to_path_buf();
+            self.tmp = Some(dir);
+        }
+        Ok(self.paths.tmpdir.clone())
+    }
+
+    /// Removes the test's temp folder, if it was made.
+    pub fn remove_tmpdir(&mut self) {
+        self.tmp.take();
+    }
+
     /// `write_test_keyval(map)`.
     pub fn write_test_keyval(&self, map: &Map) -> Result<(), KeyvalError> {
         keyval::write_map(&self.paths.outputdir.join("keyval"), map, Tag::None)
@@ -292,6 +312,13 @@ fn setup_once(
         (st.paths.srcdir.clone(), st.paths.bindir.clone())
     };
     let io = |what: &str, e: std::io::Error| Outcome::new(Status::Error, format!("{what}: {e}"));
+    let version = keyval::py_repr(&settings.version);
+    let marker = srcdir.join(".version");
+    let installed = |m: &Path| std::fs::read_to_string(m).ok().as_deref() == Some(version.as_str());
+    // The common case, already set up, needs no lock; otherwise check again under it.
+    if installed(&marker) {
+        return Ok(());
+    }
     let base = srcdir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(base).map_err(|e| io("cannot create the cache folder", e))?;
     let lock_file = std::fs::OpenOptions::new()

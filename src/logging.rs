@@ -40,11 +40,19 @@ struct Sink {
 struct Logger {
     console: Level,
     sinks: Vec<Sink>,
+    /// The second the stamps below were made for, and the stamps: formatting a time is
+    /// most of the cost of a log line, and a busy test logs many lines a second.
+    second: i64,
+    file_stamp: String,
+    console_stamp: String,
 }
 
 static LOGGER: Mutex<Logger> = Mutex::new(Logger {
     console: Level::Info,
     sinks: Vec::new(),
+    second: i64::MIN,
+    file_stamp: String::new(),
+    console_stamp: String::new(),
 });
 
 fn logger() -> std::sync::MutexGuard<'static, Logger> {
@@ -75,12 +83,18 @@ pub fn pop_sink() {
 
 /// Logs `message` from `module` at `level`.
 pub fn log(level: Level, module: &str, message: &str) {
-    let now = chrono::Local::now();
     let mut lg = logger();
+    let now = chrono::Local::now();
+    if now.timestamp() != lg.second {
+        lg.second = now.timestamp();
+        lg.file_stamp = now.format("%m/%d %H:%M:%S").to_string();
+        lg.console_stamp = now.format("%H:%M:%S").to_string();
+    }
+    let lg = &mut *lg;
     if !lg.sinks.is_empty() {
         let line = format!(
             "{} {:<5.5}|{:>10.10}:{:04}| {}\n",
-            now.format("%m/%d %H:%M:%S"),
+            lg.file_stamp,
             level.name(),
             module,
             0,
@@ -96,12 +110,7 @@ pub fn log(level: Level, module: &str, message: &str) {
         }
     }
     if level >= lg.console {
-        let line = format!(
-            "{} {:<5.5}| {}\n",
-            now.format("%H:%M:%S"),
-            level.name(),
-            message
-        );
+        let line = format!("{} {:<5.5}| {}\n", lg.console_stamp, level.name(), message);
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
 }

@@ -230,29 +230,8 @@ fn compile_control(engine: &rhai::Engine, control: &Path) -> Result<rhai::AST, S
     Ok(ast)
 }
 
-/// The test-process side: reads the spec on stdin, runs the test, writes the report.
-pub fn run_test_process(report: &Path) -> i32 {
-    let spec = match child::read_spec() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("autorun: {e}");
-            return exit::USAGE;
-        }
-    };
-    let outcome = test_process(spec);
-    match child::write_report(report, outcome) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!(
-                "autorun: cannot write the test report {}: {e}",
-                report.display()
-            );
-            exit::ABORTED
-        }
-    }
-}
-
-fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
+/// The test-process side, in the fork: runs the whole test and returns its outcome.
+pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     use crate::outcome::Outcome;
     // Rust's runtime catches SIGSEGV and SIGBUS to report stack overflows; a test process
     // must die of them like any program, so that the job sees and names the signal.
@@ -330,6 +309,6 @@ fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         }
     };
     let outcome = lifecycle::run(&mut test, &state, &settings, &req, &mut warn);
-    drop(tmp);
+    state.borrow_mut().remove_tmpdir();
     outcome
 }
