@@ -316,7 +316,7 @@ fn test_object_properties() {
     if !ok { test_fail("bad properties"); }
     try { this.name = "other"; } catch (e) { this.caught = e.message; }
     write_file(this.tmpdir + "/f", "x");
-    this.write_test_keyval(#{ caught: this.caught, srcdir_exists: exists(this.srcdir) });
+    this.write_test_keyval(#{ caught: this.caught, srcdir_exists: exists(this.srcdir), tmp: this.tmpdir });
 }"#,
         )
         .finish();
@@ -327,6 +327,10 @@ fn test_object_properties() {
         "{kv}"
     );
     assert!(kv.contains("srcdir_exists=True\n"), "{kv}");
+    // the test's temp folder is gone once the test is over
+    let tmp = kv.lines().find_map(|l| l.strip_prefix("tmp=")).unwrap();
+    assert!(tmp.ends_with("_t.x"), "{tmp}");
+    assert!(!std::path::Path::new(tmp).exists());
 }
 
 #[test]
