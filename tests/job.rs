@@ -445,3 +445,73 @@ fn debug_lines_reach_the_debug_log_unquoted() {
     assert!(dbg.contains("| 42\n"), "{dbg}");
     assert!(!run.read("t/debug/t.INFO").contains("a debug line"));
 }
+
+#[test]
+fn src_is_copied_and_setup_reruns_for_a_new_version() {
+    let job = Job::new(r#"job.run_test("built");"#)
+        .test(
+            "built",
+            r#"let version = 1;
+fn setup() { write_file(this.srcdir + "/built", read_file(this.srcdir + "/input.txt") + " built"); }
+fn run_once() { this.write_test_keyval(#{ got: read_file(this.srcdir + "/built") }); }"#,
+        )
+        .file("tests/built/src/input.txt", "v1");
+    let first = job.run_tagged("one");
+    assert!(
+        first.read("built/keyval").contains("got=v1 built\n"),
+        "{}",
+        first.status()
+    );
+    // a new version clears the srcdir, copies src/ again and sets up again
+    let job = job.file("tests/built/src/input.txt", "v2").file(
+        "tests/built/built.rhai",
+        r#"let version = 2;
+fn setup() { write_file(this.srcdir + "/built", read_file(this.srcdir + "/input.txt") + " rebuilt"); }
+fn run_once() { this.write_test_keyval(#{ got: read_file(this.srcdir + "/built") }); }"#,
+    );
+    let second = job.run_tagged("two");
+    assert!(second.read("built/keyval").contains("got=v2 rebuilt\n"));
+    let marker = job.path().join("cache/autorun/tests/built/src/.version");
+    assert_eq!(std::fs::read_to_string(marker).unwrap(), "2");
+}
+
+#[test]
+fn test_dir_options_come_first_and_verbose_shows_debug() {
+    let job = Job::new(r#"job.run_test("t");"#)
+        .test("t", "fn run_once() { test_fail(\"the tests/ copy ran\"); }")
+        .file(
+            "other/t/t.rhai",
+            "fn run_once() { debug(\"from the other copy\"); }",
+        )
+        .arg("--test-dir")
+        .arg("other")
+        .arg("-v");
+    let run = job.finish();
+    assert_eq!(run.result_of("t").0, "GOOD");
+    assert!(
+        run.stdout().contains("DEBUG| from the other copy"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn later_features_say_they_are_not_supported_yet() {
+    for args in [
+        vec!["list"],
+        vec!["show", "x"],
+        vec!["c.rhai", "--continue"],
+        vec!["c.rhai", "--tap"],
+    ] {
+        let out = Command::cargo_bin("autorun")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not supported yet"),
+            "{args:?}"
+        );
+    }
+}
