@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
 
-use autorun::job::{JobHandle, JobInfo, Props};
+use autorun::job::{JobHandle, JobInfo};
 use autorun::lifecycle::TestState;
 use autorun::script_test::TestObj;
 use rhai::packages::{Package, StandardPackage};
@@ -74,9 +74,11 @@ fn main() {
         hostname: "localhost".into(),
         control: PathBuf::from("control.rhai"),
         test_dirs: Vec::new(),
-        cache_dir: dir,
+        cache_dir: dir.clone(),
         verbose: false,
-        props: Props::default(),
+        state: dir.join("autorun-bench.state"),
+        cleanup_grace: 10.0,
+        status_file: "status".into(),
         master_testpath: None,
         sinks: Vec::new(),
         indent: 0,

@@ -81,7 +81,7 @@ pub fn engine(job: JobHandle) -> Engine {
         logging::debug("script", &text)
     });
     e.on_progress(|_| {
-        child::interrupted()
+        child::stop_requested()
             .map(|sig| Dynamic::from(format!("interrupted by {}", child::signal_name(sig))))
     });
     #[allow(deprecated)] // on_var is stable in use, only marked volatile
@@ -89,6 +89,7 @@ pub fn engine(job: JobHandle) -> Engine {
     register_utilities(&mut e);
     register_outcomes(&mut e);
     register_job(&mut e);
+    crate::steps::register(&mut e);
     register_test(&mut e);
     e
 }
@@ -203,7 +204,7 @@ pub fn sleep(secs: f64) {
     let end = Instant::now() + Duration::from_secs_f64(secs.min(1e9));
     loop {
         let now = Instant::now();
-        if now >= end || child::interrupted().is_some() {
+        if now >= end || child::stop_requested().is_some() {
             return;
         }
         std::thread::sleep((end - now).min(Duration::from_millis(50)));
@@ -392,6 +393,14 @@ fn register_job(e: &mut Engine) {
             record(j, s, &sd, &op, m, &f)
         },
     )
+    .register_fn(
+        "get_state",
+        |j: &mut JobHandle, key: &str, default: Dynamic| get_state(j, key, default),
+    )
+    .register_fn(
+        "set_state",
+        |j: &mut JobHandle, key: &str, value: Dynamic| set_state(j, key, value),
+    )
     .register_fn("noop", |_: &mut JobHandle, text: Dynamic| {
         logging::info("job", &text.to_string())
     });
@@ -419,10 +428,12 @@ fn register_job(e: &mut Engine) {
     });
     macro_rules! flag {
         ($name:literal, $field:ident) => {
-            e.register_get($name, |j: &mut JobHandle| j.0.borrow().info.props.$field);
+            e.register_get($name, |j: &mut JobHandle| -> RhaiResult<bool> {
+                Ok(j.props().map_err(state_err)?.$field)
+            });
             setter(e, $name, |j: &mut JobHandle, v: Dynamic| {
-                j.0.borrow_mut().info.props.$field = as_bool($name, &v)?;
-                Ok(())
+                let v = as_bool($name, &v)?;
+                j.update_props(|p| p.$field = v).map_err(state_err)
             });
         };
     }
@@ -432,31 +443,78 @@ fn register_job(e: &mut Engine) {
         "drop_caches_between_iterations",
         drop_caches_between_iterations
     );
-    e.register_get("use_sequence_number", |j: &mut JobHandle| {
-        j.0.borrow().info.props.use_sequence_number
-    })
-    .register_get("automatic_test_tag", |j: &mut JobHandle| {
-        j.0.borrow()
-            .info
-            .props
-            .automatic_test_tag
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
+    e.register_get(
+        "use_sequence_number",
+        |j: &mut JobHandle| -> RhaiResult<bool> {
+            Ok(j.props().map_err(state_err)?.use_sequence_number)
+        },
+    );
     setter(e, "use_sequence_number", |j: &mut JobHandle, v: Dynamic| {
         let v = as_bool("use_sequence_number", &v)?;
-        let mut job = j.0.borrow_mut();
-        job.info.props.use_sequence_number = v;
-        if v {
-            job.info.props.seq = 1;
-        }
-        Ok(())
+        j.update_props(|p| {
+            p.use_sequence_number = v;
+            // Turning numbering on starts it again at 1, as autotest does.
+            if v {
+                p.seq = 1;
+            }
+        })
+        .map_err(state_err)
     });
+    e.register_get(
+        "automatic_test_tag",
+        |j: &mut JobHandle| -> RhaiResult<Dynamic> {
+            Ok(j.props()
+                .map_err(state_err)?
+                .automatic_test_tag
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT))
+        },
+    );
     setter(e, "automatic_test_tag", |j: &mut JobHandle, v: Dynamic| {
-        j.0.borrow_mut().info.props.automatic_test_tag = opt_text(&v);
-        Ok(())
+        j.update_props(|p| p.automatic_test_tag = opt_text(&v))
+            .map_err(state_err)
     });
+}
+
+/// `job.get_state(key, default)`: the value saved under `key`, or `default`.
+fn get_state(j: &JobHandle, key: &str, default: Dynamic) -> RhaiResult<Dynamic> {
+    let state = j.state().load().map_err(|e| state_err(e.to_string()))?;
+    match state.public.get(key) {
+        Some(v) => rhai::serde::to_dynamic(v),
+        None => Ok(default),
+    }
+}
+
+/// `job.set_state(key, value)`: saves `value` (any data that maps to JSON) under `key`.
+fn set_state(j: &JobHandle, key: &str, value: Dynamic) -> RhaiResult<()> {
+    if !json_compatible(&value) {
+        return Err(native_error(
+            "TypeError",
+            format!("job.set_state: the value for '{key}' ({}) cannot be saved: only (), booleans, numbers, strings, arrays and maps can", value.type_name()),
+        ));
+    }
+    let json: serde_json::Value = rhai::serde::from_dynamic(&value)?;
+    j.state()
+        .update(|s| {
+            s.public.insert(key.to_string(), json);
+        })
+        .map_err(|e| state_err(e.to_string()))
+}
+
+fn json_compatible(v: &Dynamic) -> bool {
+    if v.is_unit() || v.is_bool() || v.is_int() || v.is_float() || v.is_string() || v.is_char() {
+        true
+    } else if let Some(a) = v.read_lock::<Array>() {
+        a.iter().all(json_compatible)
+    } else if let Some(m) = v.read_lock::<Map>() {
+        m.values().all(json_compatible)
+    } else {
+        false
+    }
+}
+
+fn state_err(msg: String) -> Box<EvalAltResult> {
+    native_error("IOError", msg)
 }
 
 /// Registers a property setter of `job`. `job` resolves as a constant (it cannot be

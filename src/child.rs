@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ use crate::status::Status;
 
 /// The signal (SIGINT/SIGTERM) that asked the job to stop, or 0.
 static INTERRUPT: AtomicI32 = AtomicI32::new(0);
+/// How many such signals arrived: a second one skips the grace for cleanup.
+static INTERRUPTS: AtomicI32 = AtomicI32::new(0);
+/// Set while a test's cleanup runs after an interrupt: scripts are not stopped then.
+static CLEANING: AtomicBool = AtomicBool::new(false);
 /// In a test process: the write end of its own report pipe, which its nested tests must
 /// not inherit (a nested test that outlived it would hold the job's read open).
 static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
@@ -32,7 +36,8 @@ pub fn install_signal_handlers() {
         // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
         let _ = unsafe {
             signal_hook::low_level::register(sig, move || {
-                INTERRUPT.store(sig, Ordering::SeqCst);
+                let _ = INTERRUPT.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                INTERRUPTS.fetch_add(1, Ordering::SeqCst);
             })
         };
     }
@@ -44,6 +49,26 @@ pub fn interrupted() -> Option<i32> {
         0 => None,
         s => Some(s),
     }
+}
+
+/// The signal that interrupted the job, unless the test is running its cleanup after it:
+/// what stops scripts and sleeps.
+pub fn stop_requested() -> Option<i32> {
+    if CLEANING.load(Ordering::SeqCst) {
+        None
+    } else {
+        interrupted()
+    }
+}
+
+/// `interrupted by SIGINT`, when the job was interrupted.
+pub fn interruption() -> Option<String> {
+    interrupted().map(|sig| format!("interrupted by {}", signal_name(sig)))
+}
+
+/// Lets a test's cleanup run after an interrupt.
+pub fn allow_cleanup() {
+    CLEANING.store(true, Ordering::SeqCst);
 }
 
 /// `SIGSEGV` for 11, and so on.
@@ -87,6 +112,10 @@ pub struct TestSpec {
     pub positional: Option<Dynamic>,
     /// Run `cleanup`?
     pub run_cleanup: bool,
+    /// `job.default_profile_only` when the test started.
+    pub default_profile_only: bool,
+    /// `job.drop_caches_between_iterations` when the test started.
+    pub drop_caches: bool,
     /// `test_attributes`.
     #[serde(with = "map_serde")]
     pub test_attributes: Map,
@@ -128,16 +157,20 @@ pub fn run(
     timeout: Option<f64>,
     body: fn(TestSpec) -> Option<Outcome>,
 ) -> ChildEnd {
+    let spec_grace = spec.job.cleanup_grace;
     let (mut rd, wr) = match pipe() {
         Ok(p) => p,
         Err(e) => return failed(format!("cannot create the test's report pipe: {e}")),
     };
     let _ = std::io::stdout().flush();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the job process runs scripts on one thread; the only other threads are
     // waiters that hold no locks the fork needs (glibc's malloc is fork-safe).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         drop(rd);
+        die_with_parent(parent);
         in_fork(spec, wr, body);
     }
     if pid < 0 {
@@ -166,6 +199,7 @@ pub fn run(
         };
         let _ = tx.send(res);
     });
+    let grace = spec_grace;
     let started = Instant::now();
     let mut timed_out = false;
     let wait = loop {
@@ -184,7 +218,7 @@ pub fn run(
             Ok(r) => break r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(sig) = interrupted() {
-                    let _ = stop_group(pid, &rx);
+                    let _ = interrupt_group(pid, &rx, grace);
                     kill_group(pid, libc::SIGKILL);
                     untrack_group(slot);
                     return ChildEnd::Interrupted(sig);
@@ -219,6 +253,18 @@ pub fn run(
     }
 }
 
+/// In a fork: dies when the process that forked it dies (a job killed with SIGKILL takes
+/// its running test along, as a power loss would, so `--continue` finds it interrupted).
+pub fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: prctl/getppid/_exit act on this process only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(70);
+        }
+    }
+}
+
 /// The forked side: a process group of its own, the test, the report, `_exit`.
 fn in_fork(spec: TestSpec, mut wr: std::fs::File, body: fn(TestSpec) -> Option<Outcome>) -> ! {
     // SAFETY: setpgid/close on our own process and descriptors.
@@ -242,6 +288,24 @@ fn in_fork(spec: TestSpec, mut wr: std::fs::File, body: fn(TestSpec) -> Option<O
 
 fn failed(msg: String) -> ChildEnd {
     ChildEnd::Failed(Outcome::new(Status::Error, msg))
+}
+
+/// After an interrupt: SIGINT to the test, which stops its phase and runs its cleanup, then
+/// SIGKILL when the grace is over or at a second interrupt.
+fn interrupt_group(pid: u32, rx: &mpsc::Receiver<WaitResult>, grace: f64) -> Option<WaitResult> {
+    let seen = INTERRUPTS.load(Ordering::SeqCst);
+    kill_group(pid, libc::SIGINT);
+    let end = Instant::now() + Duration::from_secs_f64(grace.max(0.0));
+    loop {
+        let now = Instant::now();
+        if now >= end || INTERRUPTS.load(Ordering::SeqCst) > seen {
+            kill_group(pid, libc::SIGKILL);
+            return rx.recv().ok();
+        }
+        if let Ok(r) = rx.recv_timeout((end - now).min(Duration::from_millis(50))) {
+            return Some(r);
+        }
+    }
 }
 
 /// SIGTERM to the group, then SIGKILL after a short grace; returns the wait result.

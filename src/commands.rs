@@ -72,54 +72,65 @@ pub enum CmdError {
     Spawn(String, String),
 }
 
-/// Process groups of the commands running now, so that a test process that is told to
-/// stop (timeout, Ctrl-C) can take its commands with it.
+/// Process groups this process started and must take down with it when it is told to
+/// stop: commands (stored as the positive pgid) and nested tests or parallel tasks (stored
+/// negated).
 static ACTIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+static SIGINTS: AtomicI32 = AtomicI32::new(0);
 
-/// Remembers a process group to kill if this process is told to stop.
+/// Remembers a nested test's or task's process group (see [`ACTIVE`]).
 pub fn track_group(pgid: i32) -> Option<usize> {
-    track(pgid)
+    track(-pgid)
 }
 
-/// Forgets a group remembered by [`track_group`].
+/// Forgets a group remembered by [`track_group`] or by `run`.
 pub fn untrack_group(slot: Option<usize>) {
     if let Some(i) = slot {
         ACTIVE[i].store(0, Ordering::SeqCst);
     }
 }
 
-fn track(pgid: i32) -> Option<usize> {
+fn track(id: i32) -> Option<usize> {
     ACTIVE.iter().position(|slot| {
-        slot.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
+        slot.compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     })
 }
 
-/// Kills every running command's process group with SIGKILL. Async-signal-safe.
-pub fn kill_all_commands() {
+/// Kills the running commands' process groups (and, with `tests`, nested tests' and
+/// tasks' groups) with SIGKILL. Async-signal-safe.
+pub fn kill_tracked(tests: bool) {
     for slot in &ACTIVE {
-        let pgid = slot.load(Ordering::SeqCst);
-        if pgid > 0 {
+        let id = slot.load(Ordering::SeqCst);
+        if id > 0 || (tests && id < 0) {
             // SAFETY: killpg is async-signal-safe and only sends a signal.
             unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
+                libc::killpg(id.abs(), libc::SIGKILL);
             }
         }
     }
 }
 
-/// In a test process: SIGTERM or SIGINT kills the running commands' groups, then the
-/// process dies of the signal as it would by default.
-pub fn kill_commands_on_termination() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only calls async-signal-safe functions (killpg, and the
-        // default-disposition emulation of signal-hook).
-        let _ = unsafe {
-            signal_hook::low_level::register(sig, move || {
-                kill_all_commands();
-                let _ = signal_hook::low_level::emulate_default_handler(sig);
-            })
-        };
+/// In a test process. SIGTERM (a timeout) kills everything the test started and the
+/// process dies of it. The first SIGINT (the job was interrupted) kills the running
+/// commands so the current phase ends, and lets the test run its cleanup; a second one
+/// ends everything at once.
+pub fn stop_on_signals() {
+    // SAFETY: the handlers only use atomics, killpg and signal-hook's default emulation,
+    // all async-signal-safe.
+    unsafe {
+        let _ = signal_hook::low_level::register(libc::SIGTERM, || {
+            kill_tracked(true);
+            let _ = signal_hook::low_level::emulate_default_handler(libc::SIGTERM);
+        });
+        let _ = signal_hook::low_level::register(libc::SIGINT, || {
+            if SIGINTS.fetch_add(1, Ordering::SeqCst) == 0 {
+                kill_tracked(false);
+            } else {
+                kill_tracked(true);
+                let _ = signal_hook::low_level::emulate_default_handler(libc::SIGINT);
+            }
+        });
     }
 }
 
@@ -145,6 +156,14 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
             c
         }
     };
+    // SAFETY: the pre-exec hook only calls prctl, which is async-signal-safe.
+    unsafe {
+        // A command dies with the test that runs it.
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     command
         .process_group(0)
         .stdout(Stdio::piped())

@@ -13,6 +13,7 @@ struct ConfigFile {
     test_dirs: Option<Vec<PathBuf>>,
     output_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    cleanup_grace: Option<f64>,
 }
 
 /// The merged configuration: the control file's folder first, then the user's.
@@ -24,6 +25,8 @@ pub struct Config {
     pub output_dir: Option<PathBuf>,
     /// Where "setup once per version" records live.
     pub cache_dir: PathBuf,
+    /// Seconds a test's `cleanup` gets after Ctrl-C or SIGTERM (default 10).
+    pub cleanup_grace: f64,
 }
 
 fn home() -> Option<PathBuf> {
@@ -39,6 +42,9 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
         .or_else(|| home().map(|h| h.join(fallback)))
         .unwrap_or_else(|| std::env::temp_dir().join(fallback))
 }
+
+/// The default for `cleanup_grace`.
+pub const DEFAULT_CLEANUP_GRACE: f64 = 10.0;
 
 /// `$XDG_CONFIG_HOME/autorun/autorun.toml` (or `~/.config/...`).
 pub fn user_config_path() -> PathBuf {
@@ -85,6 +91,7 @@ fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
         test_dirs: cfg.test_dirs.map(|v| v.into_iter().map(fix).collect()),
         output_dir: cfg.output_dir.map(fix),
         cache_dir: cfg.cache_dir.map(fix),
+        cleanup_grace: cfg.cleanup_grace,
     }))
 }
 
@@ -93,8 +100,10 @@ fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
 pub fn load(control_dir: &Path) -> Result<Config, Error> {
     let mut cfg = Config {
         cache_dir: default_cache_dir(),
+        cleanup_grace: DEFAULT_CLEANUP_GRACE,
         ..Config::default()
     };
+    let mut grace_set = false;
     let files = [control_dir.join("autorun.toml"), user_config_path()];
     let mut cache_set = false;
     for path in files {
@@ -102,6 +111,16 @@ pub fn load(control_dir: &Path) -> Result<Config, Error> {
             cfg.test_dirs.extend(f.test_dirs.unwrap_or_default());
             if cfg.output_dir.is_none() {
                 cfg.output_dir = f.output_dir;
+            }
+            if let (false, Some(g)) = (grace_set, f.cleanup_grace) {
+                if !(0.0..=3600.0).contains(&g) {
+                    return Err(Error::Config {
+                        path,
+                        message: format!("cleanup_grace must be 0 to 3600 seconds, not {g}"),
+                    });
+                }
+                cfg.cleanup_grace = g;
+                grace_set = true;
             }
             if let (false, Some(c)) = (cache_set, f.cache_dir) {
                 cfg.cache_dir = c;

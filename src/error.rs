@@ -35,6 +35,14 @@ pub enum Error {
         "job folder {0} already exists; pass --overwrite to replace it or choose another --tag"
     )]
     JobFolderExists(PathBuf),
+    /// Another autorun is running a job in this folder.
+    #[error(
+        "job folder {0} is in use by another autorun; wait for it to end or choose another --tag"
+    )]
+    JobFolderBusy(PathBuf),
+    /// `--continue` found nothing to continue.
+    #[error("nothing to continue: {0}")]
+    NothingToContinue(String),
     /// A config file is malformed.
     #[error("{path}: {message}")]
     Config {

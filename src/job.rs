@@ -13,38 +13,9 @@ use crate::discovery;
 use crate::lifecycle::TestPaths;
 use crate::logging;
 use crate::outcome::Outcome;
+use crate::state::{Props, StateFile};
 use crate::status::Status;
 use crate::status_log::{Entry, StatusLog};
-
-/// The persistent, script-writable job properties.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Props {
-    /// `job.default_profile_only`.
-    pub default_profile_only: bool,
-    /// `job.run_test_cleanup`.
-    pub run_test_cleanup: bool,
-    /// `job.use_sequence_number`.
-    pub use_sequence_number: bool,
-    /// `job.automatic_test_tag`.
-    pub automatic_test_tag: Option<String>,
-    /// `job.drop_caches_between_iterations`.
-    pub drop_caches_between_iterations: bool,
-    /// The next sequence number for `use_sequence_number`.
-    pub seq: u32,
-}
-
-impl Default for Props {
-    fn default() -> Self {
-        Props {
-            default_profile_only: false,
-            run_test_cleanup: true,
-            use_sequence_number: false,
-            automatic_test_tag: None,
-            drop_caches_between_iterations: false,
-            seq: 1,
-        }
-    }
-}
 
 /// What a job is, in a form that crosses into test processes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -69,8 +40,13 @@ pub struct JobInfo {
     pub cache_dir: PathBuf,
     /// `--verbose`.
     pub verbose: bool,
-    /// Persistent properties.
-    pub props: Props,
+    /// The persistent state file (`get_state`, properties, steps).
+    pub state: PathBuf,
+    /// Seconds a test's `cleanup` gets after Ctrl-C before the test is killed.
+    pub cleanup_grace: f64,
+    /// The status log file this process appends to: `status`, or `status.<i>` in a
+    /// parallel task.
+    pub status_file: String,
     /// In a test process: the running test's folder, under which nested tests go.
     pub master_testpath: Option<String>,
     /// Debug log names (folder, name) a test process also writes to.
@@ -100,7 +76,7 @@ pub fn abort(message: impl Into<String>) -> Outcome {
 impl JobHandle {
     /// A handle for `info`, its status log at `info.indent`.
     pub fn new(info: JobInfo) -> JobHandle {
-        let log = StatusLog::new(&info.resultdir, info.indent);
+        let log = StatusLog::with_file(&info.resultdir, &info.status_file, info.indent);
         JobHandle(Rc::new(RefCell::new(Job { info, log })))
     }
 
@@ -110,6 +86,34 @@ impl JobHandle {
         let mut info = j.info.clone();
         info.indent = j.log.indent();
         info
+    }
+
+    /// The job's state file.
+    pub fn state(&self) -> StateFile {
+        StateFile::new(&self.0.borrow().info.state)
+    }
+
+    /// The persistent job properties as they are now.
+    pub fn props(&self) -> Result<Props, String> {
+        self.state()
+            .load()
+            .map(|s| s.props)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Changes the persistent job properties.
+    pub fn update_props<T>(&self, f: impl FnOnce(&mut Props) -> T) -> Result<T, String> {
+        self.state()
+            .update(|s| f(&mut s.props))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts writing the status log to `file` (a parallel task's `status.<i>`).
+    pub fn set_status_file(&self, file: &str) {
+        let mut j = self.0.borrow_mut();
+        let indent = j.log.indent();
+        j.info.status_file = file.to_string();
+        j.log = StatusLog::with_file(&j.info.resultdir, file, indent);
     }
 
     /// Writes one status record (and logs it at INFO, as autotest's record hook does).
@@ -145,23 +149,26 @@ impl JobHandle {
     }
 
     /// The subdir and operation name of a test run, as autotest's `_build_tagged_test_name`.
-    fn tagged_names(&self, name: &str, a: &RunArgs) -> Result<(String, String), Outcome> {
-        let mut j = self.0.borrow_mut();
+    fn tagged_names(
+        &self,
+        name: &str,
+        a: &RunArgs,
+        props: &Props,
+    ) -> Result<(String, String), Outcome> {
         let mut parts: Vec<String> = Vec::new();
         if let Some(t) = &a.tag {
             parts.push(t.clone());
         }
-        if j.info.props.use_sequence_number {
-            parts.push(format!("_{:02}_", j.info.props.seq));
-            j.info.props.seq += 1;
+        if props.use_sequence_number {
+            let seq = self
+                .update_props(|p| {
+                    p.seq += 1;
+                    p.seq - 1
+                })
+                .map_err(abort)?;
+            parts.push(format!("_{seq:02}_"));
         }
-        if let Some(t) = j
-            .info
-            .props
-            .automatic_test_tag
-            .clone()
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(t) = props.automatic_test_tag.clone().filter(|t| !t.is_empty()) {
             parts.push(t);
         }
         for p in &parts {
@@ -180,7 +187,7 @@ impl JobHandle {
             .chain(parts)
             .collect::<Vec<_>>()
             .join(".");
-        let subdir = match &j.info.master_testpath {
+        let subdir = match &self.0.borrow().info.master_testpath {
             Some(m) => format!("{m}/{folder}"),
             None => folder,
         };
@@ -202,7 +209,8 @@ impl JobHandle {
             },
         };
         let run_args = RunArgs::from_map(&map).map_err(abort)?;
-        let (subdir, op) = self.tagged_names(name, &run_args)?;
+        let props = self.props().map_err(abort)?;
+        let (subdir, op) = self.tagged_names(name, &run_args, &props)?;
         let info = self.info();
         let outputdir = info.resultdir.join(&subdir);
         if outputdir.exists() {
@@ -236,6 +244,7 @@ impl JobHandle {
                     found,
                     run_args.clone(),
                     positional,
+                    &props,
                 );
                 child::run(spec, run_args.timeout, crate::runner::test_process)
             }
@@ -286,6 +295,7 @@ impl JobHandle {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spec(
         &self,
         name: &str,
@@ -294,6 +304,7 @@ impl JobHandle {
         found: discovery::Found,
         a: RunArgs,
         positional: Option<Dynamic>,
+        props: &Props,
     ) -> TestSpec {
         let mut job = self.info();
         let tagged = outputdir
@@ -319,7 +330,6 @@ impl JobHandle {
         };
         job.master_testpath = Some(subdir.to_string());
         job.sinks.push((outputdir.join("debug"), tagged));
-        let run_cleanup = a.run_cleanup.unwrap_or(job.props.run_test_cleanup);
         TestSpec {
             job,
             script: found.script,
@@ -327,7 +337,9 @@ impl JobHandle {
             params: a.params,
             execute: a.execute,
             positional,
-            run_cleanup,
+            run_cleanup: a.run_cleanup.unwrap_or(props.run_test_cleanup),
+            default_profile_only: props.default_profile_only,
+            drop_caches: props.drop_caches_between_iterations,
             test_attributes: a.test_attributes,
         }
     }

@@ -20,8 +20,10 @@ pub mod logging;
 pub mod outcome;
 pub mod runner;
 pub mod script_test;
+pub mod state;
 pub mod status;
 pub mod status_log;
+pub mod steps;
 
 use std::ffi::OsString;
 

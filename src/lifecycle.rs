@@ -215,6 +215,10 @@ pub struct Request {
     pub drop_caches: bool,
     /// Whether any profiler is present (none until profilers arrive).
     pub profilers_present: bool,
+    /// Tells whether the test was interrupted (Ctrl-C), with the reason.
+    pub interrupted: Option<fn() -> Option<String>>,
+    /// Called before `cleanup` runs after an interrupt, so that it may run.
+    pub allow_cleanup: Option<fn()>,
 }
 
 /// Runs a whole test; `None` means it passed. `warn` records a WARN status line.
@@ -252,13 +256,23 @@ pub fn run(
             .map_err(|e| e.into_outcome(Status::Fail))?;
         execute(body, state, settings, req, &params, warn).map_err(|e| e.into_outcome(Status::Fail))
     })();
-    match result {
+    let interrupted = || req.interrupted.and_then(|f| f());
+    let result = match (result, interrupted()) {
+        (_, Some(why)) => Err(Outcome::new(Status::Abort, why)),
+        (r, _) => r,
+    };
+    let outcome = match result {
         Err(outcome) => {
             logging::error(
                 "test",
                 &format!("Exception escaping from test: {}", outcome.message),
             );
             if req.run_cleanup {
+                if outcome.status == Status::Abort {
+                    if let Some(allow) = req.allow_cleanup {
+                        allow();
+                    }
+                }
                 if let Err(e) = body.call(Phase::Cleanup, &params) {
                     let o = e.into_outcome(Status::Error);
                     logging::error(
@@ -274,6 +288,11 @@ pub fn run(
             .err()
             .map(|e| e.into_outcome(Status::Error)),
         Ok(()) => None,
+    };
+    // An interrupt that came while cleanup ran still ends the test as interrupted.
+    match interrupted() {
+        Some(why) => Some(Outcome::new(Status::Abort, why)),
+        None => outcome,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::cli::RunOpts;
 use crate::config;
 use crate::discovery::absolute;
 use crate::error::{exit, Error};
-use crate::job::{JobHandle, JobInfo, Props};
+use crate::job::{JobHandle, JobInfo};
 use crate::keyval;
 use crate::lifecycle::{self, Request, TestState};
 use crate::logging::{self, Level};
@@ -18,6 +18,7 @@ use crate::outcome::{escape_of, Escape};
 use crate::script_test::{compile, ScriptTest};
 use crate::status::Status;
 use crate::status_log::{self, Entry};
+use crate::steps;
 
 /// Creates the job folder: `<out>/<tag>` or a fresh `job-YYYYmmdd-HHMMSS[-N]`.
 fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<PathBuf, Error> {
@@ -27,6 +28,9 @@ fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<Pat
         crate::discovery::check_name("tag", tag).map_err(Error::Usage)?;
         let dir = out.join(tag);
         if dir.symlink_metadata().is_ok() {
+            if folder_busy(&dir) {
+                return Err(Error::JobFolderBusy(dir));
+            }
             if !overwrite {
                 return Err(Error::JobFolderExists(dir));
             }
@@ -50,6 +54,39 @@ fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<Pat
         }
     }
     unreachable!("the loop returns")
+}
+
+/// The file whose lock marks a job folder in use.
+const LOCK_FILE: &str = ".autorun.lock";
+
+/// Takes the job folder's lock for the whole job (test processes inherit it), or refuses
+/// with a sentence when another autorun holds it.
+fn lock_job_folder(dir: &Path) -> Result<fd_lock::RwLockWriteGuard<'static, std::fs::File>, Error> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
+    // The lock lives as long as the job process: leaking its holder is the simple way.
+    let lock: &'static mut fd_lock::RwLock<std::fs::File> =
+        Box::leak(Box::new(fd_lock::RwLock::new(file)));
+    lock.try_write()
+        .map_err(|_| Error::JobFolderBusy(dir.to_path_buf()))
+}
+
+/// True when another autorun holds `dir`'s lock.
+fn folder_busy(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    let mut lock = fd_lock::RwLock::new(file);
+    let busy = lock.try_write().is_err();
+    busy
 }
 
 /// Points `<out>/latest` at `dir`, replacing the link atomically.
@@ -76,18 +113,93 @@ fn user() -> String {
         })
 }
 
-/// Runs a job; returns the exit code.
+fn control_file_name(control: &Path) -> String {
+    control
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "control".into())
+}
+
+/// Why the control file or the step engine stopped early.
+enum Stop {
+    /// The job aborts with this message.
+    Abort(String),
+    /// `job.quit()`: the job pauses, to be continued.
+    Paused,
+}
+
+/// Finds the job folder `--continue` resumes: `--tag`'s, or the one `latest` points at.
+fn continue_folder(out: &Path, tag: Option<&str>, state_name: &str) -> Result<PathBuf, Error> {
+    let dir = match tag {
+        Some(t) => out.join(t),
+        None => std::fs::canonicalize(out.join("latest")).map_err(|_| {
+            Error::NothingToContinue(format!("{} holds no job (no 'latest' link)", out.display()))
+        })?,
+    };
+    let state = crate::state::StateFile::new(&dir.join(state_name));
+    if !state.path().exists() {
+        return Err(Error::NothingToContinue(format!(
+            "{} holds no saved state of this control file",
+            dir.display()
+        )));
+    }
+    match state.load() {
+        Ok(s) if s.complete => Err(Error::NothingToContinue(format!(
+            "the job in {} has already ended",
+            dir.display()
+        ))),
+        Ok(_) => Ok(absolute(&dir)),
+        Err(e) => Err(Error::Io(e.to_string())),
+    }
+}
+
+/// Before a continued job goes on: merges what parallel tasks left in `status.<i>` and
+/// closes what a kill left open, recording an interrupted test as FAIL `unexpected reboot`
+/// as autotest does. Returns the indentation to go on at.
+fn recover_status(resultdir: &Path) -> Result<Vec<status_log::ParsedLine>, Error> {
+    let status = resultdir.join("status");
+    let io = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", status.display()));
+    let mut leftovers: Vec<(usize, PathBuf)> = std::fs::read_dir(resultdir)
+        .map_err(io)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let i = name.strip_prefix("status.")?.parse().ok()?;
+            Some((i, e.path()))
+        })
+        .collect();
+    leftovers.sort();
+    for (_, path) in leftovers {
+        let text = std::fs::read_to_string(&path).map_err(io)?;
+        keyval::append(&status, &text).map_err(|e| Error::Io(e.to_string()))?;
+        let _ = std::fs::remove_file(path);
+    }
+    let log = std::fs::read_to_string(&status).map_err(io)?;
+    let mut open = Vec::new();
+    for line in log.lines().filter_map(status_log::parse_line) {
+        if line.code == "START" {
+            open.push(line);
+        } else if line.code.starts_with("END ") {
+            open.pop();
+        }
+    }
+    Ok(open)
+}
+
+/// Runs a job (or continues one with `--continue`); returns the exit code.
 pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let Some(control) = opts.control.as_deref() else {
         return Err(Error::Usage(
             "no control file given; usage: autorun [OPTIONS] CONTROL_FILE".into(),
         ));
     };
-    if opts.cont {
-        return Err(Error::NotSupported("--continue"));
-    }
     if opts.tap {
         return Err(Error::NotSupported("--tap"));
+    }
+    if opts.cont && opts.overwrite {
+        return Err(Error::Usage(
+            "--continue and --overwrite cannot be used together".into(),
+        ));
     }
     let source = std::fs::read_to_string(control).map_err(|e| Error::ControlFile {
         path: control.to_path_buf(),
@@ -101,11 +213,19 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         .clone()
         .or(cfg.output_dir.clone())
         .unwrap_or_else(|| PathBuf::from("results"));
-    let resultdir = absolute(&make_job_folder(&out, opts.tag.as_deref(), opts.overwrite)?);
+    let state_name = format!("{}.state", control_file_name(&control));
+    let resultdir = if opts.cont {
+        continue_folder(&out, opts.tag.as_deref(), &state_name)?
+    } else {
+        absolute(&make_job_folder(&out, opts.tag.as_deref(), opts.overwrite)?)
+    };
+    let _lock = lock_job_folder(&resultdir)?;
     update_latest(&out, &resultdir);
     let io = |what: &str, e: std::io::Error| Error::Io(format!("{what}: {e}"));
-    std::fs::write(resultdir.join("control"), &source)
-        .map_err(|e| io("cannot copy the control file", e))?;
+    if !opts.cont {
+        std::fs::write(resultdir.join("control"), &source)
+            .map_err(|e| io("cannot copy the control file", e))?;
+    }
     let debug = resultdir.join("debug");
     std::fs::create_dir_all(&debug).map_err(|e| io("cannot create the debug folder", e))?;
     logging::set_console_level(if opts.verbose {
@@ -125,6 +245,11 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let open = if opts.cont {
+        recover_status(&resultdir)?
+    } else {
+        Vec::new()
+    };
     let info = JobInfo {
         resultdir: resultdir.clone(),
         tmpdir: tmp.path().to_path_buf(),
@@ -140,55 +265,69 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         test_dirs,
         cache_dir: absolute(&cfg.cache_dir),
         verbose: opts.verbose,
-        props: Props::default(),
+        state: resultdir.join(&state_name),
+        cleanup_grace: cfg.cleanup_grace,
+        status_file: "status".to_string(),
         master_testpath: None,
         sinks: vec![(debug, "client".to_string())],
-        indent: 0,
+        indent: open.len(),
     };
     let job = JobHandle::new(info);
     api::set_current_job(&job);
     child::install_signal_handlers();
-    logging::info(
-        "job",
-        &format!("Writing results to {}", resultdir.display()),
-    );
-    let started = chrono::Local::now().timestamp();
-    let _ = keyval::append(
-        &resultdir.join("keyval"),
-        &format!(
-            "hostname={}\njob_started={started}\nstatus_version=1\nuser={}\n",
-            job.info().hostname,
-            job.info().user
-        ),
-    );
     let record = |e: Entry| job.record(&e).map_err(Error::Io);
-    record(Entry::new("START", None, None, ""))?;
-    let engine = api::engine(job.clone());
-    let control_name = control.display().to_string();
-    let aborted: Option<String> = match compile_control(&engine, &control) {
-        Err(msg) => Some(msg),
-        Ok(ast) => match engine.run_ast(&ast) {
-            Ok(()) => None,
-            Err(e) => {
-                if let Some(sig) = child::interrupted() {
-                    Some(format!("interrupted by {}", child::signal_name(sig)))
-                } else {
-                    match escape_of(e, &control_name) {
-                        Escape::Outcome(o) if o.status == Status::TestNa => {
-                            record(Entry::new("TEST_NA", None, Some(&control_name), &o.message))?;
-                            None
-                        }
-                        Escape::Outcome(o) if o.status == Status::Abort => Some(o.message),
-                        Escape::Outcome(o) => Some(api::unhandled_job_message(&o)),
-                        Escape::Unhandled(m) => Some(m),
-                    }
-                }
+    if opts.cont {
+        logging::info(
+            "job",
+            &format!("Continuing the job in {}", resultdir.display()),
+        );
+        // What a kill left open is closed, innermost first; the job's own START stays.
+        for entry in open.iter().skip(1).rev() {
+            let (sub, op) = (entry.subdir.as_deref(), entry.operation.as_deref());
+            if sub.is_some() {
+                record(Entry::new("FAIL", sub, op, "unexpected reboot"))?;
+                record(Entry::new("END FAIL", sub, op, ""))?;
+            } else {
+                record(Entry::new("END ABORT", sub, op, ""))?;
             }
-        },
+        }
+    } else {
+        logging::info(
+            "job",
+            &format!("Writing results to {}", resultdir.display()),
+        );
+        let started = chrono::Local::now().timestamp();
+        let _ = keyval::append(
+            &resultdir.join("keyval"),
+            &format!(
+                "hostname={}\njob_started={started}\nstatus_version=1\nuser={}\n",
+                job.info().hostname,
+                job.info().user
+            ),
+        );
+        job.state()
+            .save(&crate::state::State::default())
+            .map_err(|e| Error::Io(e.to_string()))?;
+        record(Entry::new("START", None, None, ""))?;
+    }
+    let engine = api::engine(job.clone());
+    let stop = run_control(&engine, &job, &control, opts.cont);
+    if let Err(Stop::Paused) = stop {
+        logging::pop_sink();
+        eprintln!(
+            "autorun: the job paused; resume it with: autorun --continue {}{}",
+            control.display(),
+            opts.tag
+                .as_deref()
+                .map(|t| format!(" --tag {t}"))
+                .unwrap_or_default()
+        );
+        return Ok(exit::PAUSED);
+    }
+    let aborted = match stop {
+        Err(Stop::Abort(msg)) => Some(msg),
+        _ => child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig))),
     };
-    let aborted = aborted.or_else(|| {
-        child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig)))
-    });
     // Close whatever is still open (a group interrupted half-way) so the log stays balanced.
     while job.info().indent > 1 {
         record(Entry::new("END ABORT", None, None, ""))?;
@@ -196,6 +335,9 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     match &aborted {
         Some(msg) => record(Entry::new("END ABORT", None, None, msg))?,
         None => record(Entry::new("END GOOD", None, None, ""))?,
+    }
+    if let Err(e) = job.state().update(|s| s.complete = true) {
+        logging::error("job", &e.to_string());
     }
     let _ = keyval::append(
         &resultdir.join("keyval"),
@@ -217,17 +359,64 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     })
 }
 
-fn compile_control(engine: &rhai::Engine, control: &Path) -> Result<rhai::AST, String> {
-    let ast = compile(engine, control)?;
-    if ast.iter_functions().any(|f| f.name == "step_init") {
-        // Said on the console and in the debug log, not in the status log: the status log
-        // holds only what autotest would write.
-        logging::warning(
-            "job",
-            "step_init is defined, but the step engine is not supported yet: it will not run",
-        );
+/// What an error escaping the control file's top level (`place` = the control file) or a
+/// step (`place` = its name) means for the job.
+fn stop_of(
+    job: &JobHandle,
+    err: Box<rhai::EvalAltResult>,
+    file: &str,
+    place: &str,
+) -> Result<(), Stop> {
+    if let Some(sig) = child::interrupted() {
+        return Err(Stop::Abort(format!(
+            "interrupted by {}",
+            child::signal_name(sig)
+        )));
     }
-    Ok(ast)
+    if steps::is_quit(&err) {
+        return Err(Stop::Paused);
+    }
+    match escape_of(err, file) {
+        Escape::Outcome(o) if o.status == Status::TestNa => job
+            .record(&Entry::new("TEST_NA", None, Some(place), &o.message))
+            .map_err(Stop::Abort),
+        Escape::Outcome(o) if o.status == Status::Abort => Err(Stop::Abort(o.message)),
+        Escape::Outcome(o) => Err(Stop::Abort(api::unhandled_job_message(&o))),
+        Escape::Unhandled(m) => Err(Stop::Abort(m)),
+    }
+}
+
+/// The control file's top level, then the step engine.
+fn run_control(
+    engine: &rhai::Engine,
+    job: &JobHandle,
+    control: &Path,
+    continuing: bool,
+) -> Result<(), Stop> {
+    let file = control.display().to_string();
+    let ast = compile_control(engine, control).map_err(Stop::Abort)?;
+    if let Err(e) = engine.run_ast(&ast) {
+        stop_of(job, e, &file, &file)?;
+    }
+    if !continuing && ast.iter_functions().any(|f| f.name == "step_init") {
+        steps::queue_step_init(job).map_err(Stop::Abort)?;
+    }
+    while let Some(step) = steps::pop(job).map_err(Stop::Abort)? {
+        if let Err(e) = steps::run_one(engine, &ast, job, &step) {
+            stop_of(job, e, &file, &step.name)?;
+        }
+    }
+    if let Some(sig) = child::interrupted() {
+        return Err(Stop::Abort(format!(
+            "interrupted by {}",
+            child::signal_name(sig)
+        )));
+    }
+    Ok(())
+}
+
+fn compile_control(engine: &rhai::Engine, control: &Path) -> Result<rhai::AST, String> {
+    compile(engine, control)
 }
 
 /// The test-process side, in the fork: runs the whole test and returns its outcome.
@@ -240,7 +429,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         libc::signal(libc::SIGSEGV, libc::SIG_DFL);
         libc::signal(libc::SIGBUS, libc::SIG_DFL);
     }
-    crate::commands::kill_commands_on_termination();
+    crate::commands::stop_on_signals();
     logging::set_console_level(if spec.job.verbose {
         Level::Debug
     } else {
@@ -293,15 +482,16 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     };
     paths.tmpdir = tmp.path().to_path_buf();
     state.borrow_mut().paths = paths;
-    let props = &spec.job.props;
     let req = Request {
         run_cleanup: spec.run_cleanup,
         test_attributes: spec.test_attributes.clone(),
         execute: spec.execute.clone(),
         positional: spec.positional.clone(),
-        default_profile_only: props.default_profile_only,
-        drop_caches: props.drop_caches_between_iterations,
+        default_profile_only: spec.default_profile_only,
+        drop_caches: spec.drop_caches,
         profilers_present: false,
+        interrupted: Some(child::interruption),
+        allow_cleanup: Some(child::allow_cleanup),
     };
     let mut warn = |msg: &str| {
         if let Err(e) = job.record(&Entry::new("WARN", None, None, msg)) {

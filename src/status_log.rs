@@ -183,9 +183,14 @@ pub struct StatusLog {
 impl StatusLog {
     /// A writer for the job folder `resultdir`, starting at `indent`.
     pub fn new(resultdir: &Path, indent: usize) -> StatusLog {
+        StatusLog::with_file(resultdir, "status", indent)
+    }
+
+    /// A writer whose job-wide log is `<resultdir>/<file>` (`status.<i>` in a parallel task).
+    pub fn with_file(resultdir: &Path, file: &str, indent: usize) -> StatusLog {
         StatusLog {
             resultdir: resultdir.to_path_buf(),
-            global: resultdir.join("status"),
+            global: resultdir.join(file),
             indent,
         }
     }

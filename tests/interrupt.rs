@@ -10,7 +10,8 @@ fn interrupt_during_a_test(sig: i32, name: &str) {
     std::fs::create_dir_all(dir.path().join("tests/slow")).unwrap();
     std::fs::write(
         dir.path().join("tests/slow/slow.rhai"),
-        "fn run_once() { run(\"echo $$ > child.pid; exec sleep 60\"); }",
+        "fn run_once() { run(\"echo $$ > child.pid; exec sleep 60\"); }\n\
+         fn cleanup() { sleep(0.2); write_file(\"cleanup.ran\", \"yes\"); }",
     )
     .unwrap();
     std::fs::write(
@@ -64,6 +65,11 @@ fn interrupt_during_a_test(sig: i32, name: &str) {
         "{log}"
     );
     assert!(!log.contains("never"));
+    // the test's cleanup ran, inside the grace period
+    assert!(dir
+        .path()
+        .join("results/job/slow.first/cleanup.ran")
+        .exists());
     // the command the test ran is gone with it
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -121,4 +127,52 @@ fn sigint_during_the_control_file() {
             .ends_with("\tinterrupted by SIGINT"),
         "{log}"
     );
+}
+
+#[test]
+fn a_cleanup_that_hangs_is_cut_off_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests/stuck")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/stuck/stuck.rhai"),
+        "fn run_once() { write_file(\"started\", \"\"); sleep(60); }\nfn cleanup() { write_file(\"cleanup.started\", \"\"); loop { } }",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("autorun.toml"), "cleanup_grace = 1\n").unwrap();
+    std::fs::write(dir.path().join("control.rhai"), "job.run_test(\"stuck\");").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_autorun"))
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .args(["control.rhai", "-o", "results", "-t", "job"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("results/job/stuck/started");
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    // SAFETY: sends a signal to the job process we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert!(dir
+        .path()
+        .join("results/job/stuck/cleanup.started")
+        .exists());
+    let log = std::fs::read_to_string(dir.path().join("results/job/status")).unwrap();
+    assert!(log.contains("\t\tABORT\tstuck\tstuck\t"), "{log}");
+    assert!(log
+        .lines()
+        .last()
+        .unwrap()
+        .ends_with("interrupted by SIGINT"));
 }
