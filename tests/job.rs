@@ -500,7 +500,6 @@ fn later_features_say_they_are_not_supported_yet() {
     for args in [
         vec!["list"],
         vec!["show", "x"],
-        vec!["c.rhai", "--continue"],
         vec!["c.rhai", "--tap"],
     ] {
         let out = Command::cargo_bin("autorun")
