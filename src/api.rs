@@ -394,6 +394,12 @@ fn register_job(e: &mut Engine) {
         },
     )
     .register_fn(
+        "parallel",
+        |ctx: NativeCallContext, j: &mut JobHandle, tasks: Array| {
+            crate::parallel::run(&ctx, j, &tasks)
+        },
+    )
+    .register_fn(
         "get_state",
         |j: &mut JobHandle, key: &str, default: Dynamic| get_state(j, key, default),
     )

@@ -18,6 +18,7 @@ pub mod keyval;
 pub mod lifecycle;
 pub mod logging;
 pub mod outcome;
+pub mod parallel;
 pub mod runner;
 pub mod script_test;
 pub mod state;

@@ -51,6 +51,14 @@ impl Job {
         self
     }
 
+    /// The same job folder layout with the same arguments, for another run.
+    pub fn clone_args(&self) -> JobRef<'_> {
+        JobRef {
+            job: self,
+            args: self.args.clone(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -61,13 +69,17 @@ impl Job {
     }
 
     pub fn run_tagged(&self, tag: &str) -> Run {
+        self.run_with(tag, &self.args)
+    }
+
+    fn run_with(&self, tag: &str, args: &[String]) -> Run {
         let mut cmd = Command::cargo_bin("autorun").unwrap();
         cmd.current_dir(self.dir.path())
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .arg("control.rhai")
             .args(["-o", "results", "-t", tag])
-            .args(&self.args)
+            .args(args)
             .timeout(std::time::Duration::from_secs(60));
         let output = cmd.output().unwrap();
         Run {
@@ -82,6 +94,23 @@ impl Job {
         let mut run = self.run();
         run._dir = Some(self.dir);
         run
+    }
+}
+
+/// A job with extra arguments for one run.
+pub struct JobRef<'a> {
+    job: &'a Job,
+    args: Vec<String>,
+}
+
+impl JobRef<'_> {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn run(&self) -> Run {
+        self.job.run_with("job", &self.args)
     }
 }
 
