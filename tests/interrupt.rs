@@ -176,3 +176,61 @@ fn a_cleanup_that_hangs_is_cut_off_after_the_grace() {
         .unwrap()
         .ends_with("interrupted by SIGINT"));
 }
+
+#[test]
+fn sigint_during_a_parallel_section() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests/slow")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/slow/slow.rhai"),
+        "fn run_once() { write_file(\"started\", \"\"); sleep(60); }\nfn cleanup() { write_file(\"cleanup.ran\", \"\"); }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("control.rhai"),
+        "fn t(x) { job.run_test(\"slow\", #{tag: x}); }\njob.parallel([[Fn(\"t\"), \"a\"], [Fn(\"t\"), \"b\"]]);\nprint(\"NEVER\");",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_autorun"))
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .args(["control.rhai", "-o", "results", "-t", "job"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    for x in ["a", "b"] {
+        let started = dir.path().join(format!("results/job/slow.{x}/started"));
+        while !started.exists() {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // SAFETY: sends a signal to the job process we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("NEVER"));
+    let log = std::fs::read_to_string(dir.path().join("results/job/status")).unwrap();
+    for line in log.lines() {
+        assert!(autorun::status_log::parse_line(line).is_some(), "{line:?}");
+    }
+    for x in ["a", "b"] {
+        assert!(
+            log.contains(&format!("\t\tABORT\tslow.{x}\tslow.{x}\t")),
+            "{log}"
+        );
+        assert!(dir
+            .path()
+            .join(format!("results/job/slow.{x}/cleanup.ran"))
+            .exists());
+    }
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .ends_with("\tinterrupted by SIGINT"),
+        "{log}"
+    );
+}
