@@ -2,9 +2,8 @@
 //! lock, a job killed mid-test and continued, and job.parallel.
 
 mod common;
-use common::Job;
+use common::{assert_parses, wait_for, Job};
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STEPS: &str = r#"
@@ -142,19 +141,8 @@ fn a_second_autorun_on_the_same_folder_is_refused() {
         "slow",
         "fn run_once() { write_file(\"started\", \"\"); sleep(3); }",
     );
-    let first = Command::new(env!("CARGO_BIN_EXE_autorun"))
-        .current_dir(job.path())
-        .env("XDG_CACHE_HOME", job.path().join("cache"))
-        .args(["control.rhai", "-o", "results", "-t", "job"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = job.path().join("results/job/slow/started");
-    let t = Instant::now();
-    while !started.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let first = job.spawn();
+    wait_for(&job, "slow/started");
     let second = job.clone_args().arg("--overwrite").run();
     assert_eq!(second.code(), 64);
     assert!(
@@ -185,19 +173,8 @@ fn step_b() { job.run_test("quick"); }
         "fn run_once() { write_file(\"started\", \"\"); sleep(30); }",
     )
     .test("quick", "fn run_once() {}");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_autorun"))
-        .current_dir(job.path())
-        .env("XDG_CACHE_HOME", job.path().join("cache"))
-        .args(["control.rhai", "-o", "results", "-t", "job"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = job.path().join("results/job/slow/started");
-    let t = Instant::now();
-    while !started.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = job.spawn();
+    wait_for(&job, "slow/started");
     first.kill().unwrap();
     first.wait().unwrap();
     // the test process dies with its job, releasing the folder
@@ -211,9 +188,7 @@ fn step_b() { job.run_test("quick"); }
     };
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let log = run.status();
-    for line in log.lines() {
-        assert!(autorun::status_log::parse_line(line).is_some(), "{line:?}");
-    }
+    assert_parses(&log);
     assert!(log.contains("\t\t\tFAIL\tslow\tslow\t"), "{log}");
     assert!(log.contains("unexpected reboot"), "{log}");
     assert!(log.contains("\t\tEND FAIL\tslow\tslow\t"), "{log}");

@@ -218,13 +218,10 @@ fn timeout_kills_the_test_and_its_children() {
     );
     assert!(run.status().contains("\ttimeout=1\t"));
     let pid = std::fs::read_to_string(run.resultdir.join("hang/pid")).unwrap();
-    // Gone, or a zombie waiting for init to reap it.
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let alive = stat
-        .split(") ")
-        .nth(1)
-        .is_some_and(|rest| !rest.starts_with('Z'));
-    assert!(!alive, "the background sleep outlived the test");
+    assert!(
+        !common::alive(&pid),
+        "the background sleep outlived the test"
+    );
 }
 
 #[test]

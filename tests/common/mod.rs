@@ -59,6 +59,20 @@ impl Job {
         }
     }
 
+    /// Starts the job in the background (tag `job`), output captured.
+    pub fn spawn(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_autorun"))
+            .current_dir(self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .args(["control.rhai", "-o", "results", "-t", "job"])
+            .args(&self.args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -172,4 +186,38 @@ pub fn redact(text: &str, root: &Path) -> String {
     let s = text.replace(&root.display().to_string(), "<TMP>");
     let s = ts.replace_all(&s, "timestamp=<TS>");
     lt.replace_all(&s, "localtime=<LT>").into_owned()
+}
+
+/// Waits (up to 20 s) until `rel` exists below the job's results folder `results/job`.
+pub fn wait_for(job: &Job, rel: &str) {
+    let path = job.path().join("results/job").join(rel);
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed().as_secs() < 20, "{rel} never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to a job started with [`Job::spawn`].
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: sends a signal to a process this test started.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// True when process `pid` is running (gone, or a zombie waiting to be reaped, is not).
+pub fn alive(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    stat.split(") ")
+        .nth(1)
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// Every line of a status log parses as autotest's parser reads it.
+pub fn assert_parses(log: &str) {
+    for line in log.lines() {
+        assert!(
+            autorun::status_log::parse_line(line).is_some(),
+            "unparsable line {line:?} in\n{log}"
+        );
+    }
 }
