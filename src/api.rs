@@ -328,6 +328,17 @@ fn run_group(
         job.record(&crate::status_log::Entry::new(code, None, Some(&name), msg))
             .map_err(abort_err)
     };
+    // job.quit() passes through: the job pauses with the group open, and --continue closes it.
+    if let Err(err) = &result {
+        if crate::steps::is_quit(err) {
+            return result;
+        }
+    }
+    // An interrupt ends the group as aborted, wherever in the group it landed.
+    if let Some(why) = child::interruption() {
+        end("END ABORT", "")?;
+        return Err(Outcome::new(Status::Abort, why).into_rhai());
+    }
     match result {
         Ok(v) => {
             end("END GOOD", "")?;
@@ -507,7 +518,8 @@ fn set_state(j: &JobHandle, key: &str, value: Dynamic) -> RhaiResult<()> {
         .map_err(|e| state_err(e.to_string()))
 }
 
-fn json_compatible(v: &Dynamic) -> bool {
+/// True for values that map to JSON: what the state file can keep.
+pub fn json_compatible(v: &Dynamic) -> bool {
     if v.is_unit() || v.is_bool() || v.is_int() || v.is_float() || v.is_string() || v.is_char() {
         true
     } else if let Some(a) = v.read_lock::<Array>() {

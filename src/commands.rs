@@ -199,25 +199,41 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
         let _ = tx.send(child.wait());
     });
     let mut timed_out = false;
-    let status = match opts.timeout {
-        Some(t) if t > 0.0 => match rx.recv_timeout(Duration::from_secs_f64(t)) {
-            Ok(s) => s,
-            Err(_) => {
-                timed_out = true;
-                kill_group(pid, libc::SIGTERM);
-                match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        kill_group(pid, libc::SIGKILL);
-                        rx.recv()
-                            .unwrap_or_else(|_| Err(std::io::Error::other("lost")))
-                    }
+    let deadline = opts
+        .timeout
+        .filter(|t| *t > 0.0)
+        .map(|t| start + Duration::from_secs_f64(t.min(1e9)));
+    let lost = || Err(std::io::Error::other("lost the command"));
+    let status = loop {
+        let step = match deadline {
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+            None => Duration::from_millis(100),
+        };
+        match rx.recv_timeout(step) {
+            Ok(s) => break s,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break lost(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    timed_out = true;
+                    kill_group(pid, libc::SIGTERM);
+                    break match rx.recv_timeout(Duration::from_secs(1)) {
+                        Ok(s) => s,
+                        Err(_) => {
+                            kill_group(pid, libc::SIGKILL);
+                            rx.recv().unwrap_or_else(|_| lost())
+                        }
+                    };
+                }
+                // Ctrl-C: the job process stops its commands too (test processes do it in
+                // their signal handler).
+                if crate::child::stop_requested().is_some() {
+                    kill_group(pid, libc::SIGKILL);
+                    break rx.recv().unwrap_or_else(|_| lost());
                 }
             }
-        },
-        _ => rx
-            .recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("lost"))),
+        }
     }
     .map_err(|e| CmdError::Spawn(shown.clone(), e.to_string()));
     untrack_group(slot);

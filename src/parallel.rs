@@ -53,13 +53,15 @@ fn tasks_of(list: &Array) -> RhaiResult<Vec<Task>> {
 pub fn run(ctx: &NativeCallContext, job: &JobHandle, list: &Array) -> RhaiResult<()> {
     let tasks = tasks_of(list)?;
     let resultdir = job.info().resultdir;
+    // Tasks of a task write `status.<i>.<j>`, merged into their task's file.
+    let own_file = job.info().status_file;
     let grace = job.info().cleanup_grace;
     let _ = std::io::stdout().flush();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let mut pids = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
-        let file = format!("status.{i}");
+        let file = format!("{own_file}.{i}");
         let _ = std::fs::remove_file(resultdir.join(&file));
         // SAFETY: as for test processes (child.rs): one script thread, fork-safe malloc.
         let pid = unsafe { libc::fork() };
@@ -101,9 +103,9 @@ pub fn run(ctx: &NativeCallContext, job: &JobHandle, list: &Array) -> RhaiResult
     }
     let failed = wait_all(&pids, grace);
     for (i, _) in tasks.iter().enumerate() {
-        let path = resultdir.join(format!("status.{i}"));
+        let path = resultdir.join(format!("{own_file}.{i}"));
         if let Ok(text) = std::fs::read_to_string(&path) {
-            crate::keyval::append(&resultdir.join("status"), &text)
+            crate::keyval::append(&resultdir.join(&own_file), &text)
                 .map_err(|e| abort(e.to_string()).into_rhai())?;
         }
         let _ = std::fs::remove_file(path);

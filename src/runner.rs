@@ -153,28 +153,8 @@ fn continue_folder(out: &Path, tag: Option<&str>, state_name: &str) -> Result<Pa
     }
 }
 
-/// Before a continued job goes on: merges what parallel tasks left in `status.<i>` and
-/// closes what a kill left open, recording an interrupted test as FAIL `unexpected reboot`
-/// as autotest does. Returns the indentation to go on at.
-fn recover_status(resultdir: &Path) -> Result<Vec<status_log::ParsedLine>, Error> {
-    let status = resultdir.join("status");
-    let io = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", status.display()));
-    let mut leftovers: Vec<(usize, PathBuf)> = std::fs::read_dir(resultdir)
-        .map_err(io)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let i = name.strip_prefix("status.")?.parse().ok()?;
-            Some((i, e.path()))
-        })
-        .collect();
-    leftovers.sort();
-    for (_, path) in leftovers {
-        let text = std::fs::read_to_string(&path).map_err(io)?;
-        keyval::append(&status, &text).map_err(|e| Error::Io(e.to_string()))?;
-        let _ = std::fs::remove_file(path);
-    }
-    let log = std::fs::read_to_string(&status).map_err(io)?;
+/// The STARTs of a status log that have no END yet, outermost first.
+fn open_entries(log: &str) -> Vec<status_log::ParsedLine> {
     let mut open = Vec::new();
     for line in log.lines().filter_map(status_log::parse_line) {
         if line.code == "START" {
@@ -183,7 +163,80 @@ fn recover_status(resultdir: &Path) -> Result<Vec<status_log::ParsedLine>, Error
             open.pop();
         }
     }
-    Ok(open)
+    open
+}
+
+/// Closes `open` entries (innermost first) at their own indentation in `file` and in each
+/// test's own status: an interrupted test gets `FAIL ... unexpected reboot` and `END FAIL`
+/// as in autotest, an interrupted group `END ABORT`.
+fn close_entries(
+    resultdir: &Path,
+    file: &Path,
+    open: &[status_log::ParsedLine],
+) -> Result<(), Error> {
+    let io = |p: &Path, e: String| Error::Io(format!("cannot write {}: {e}", p.display()));
+    for entry in open.iter().rev() {
+        let (sub, op) = (entry.subdir.as_deref(), entry.operation.as_deref());
+        let lines = match sub {
+            Some(_) => vec![
+                Entry::new("FAIL", sub, op, "unexpected reboot").render(entry.indent + 1),
+                Entry::new("END FAIL", sub, op, "").render(entry.indent),
+            ],
+            None => vec![Entry::new("END ABORT", sub, op, "").render(entry.indent)],
+        };
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        logging::info("job", text.trim_end());
+        keyval::append(file, &text).map_err(|e| io(file, e.to_string()))?;
+        if let Some(sub) = sub {
+            let own = resultdir.join(sub).join("status");
+            if own.exists() {
+                keyval::append(&own, &text).map_err(|e| io(&own, e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before a continued job goes on: merges what parallel tasks left in `status.<i>` files
+/// (deepest first, each into its parent) and closes what a kill left open. Returns the
+/// indentation to go on at: 1, inside the job's START.
+fn recover_status(resultdir: &Path) -> Result<usize, Error> {
+    let status = resultdir.join("status");
+    let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot read {}: {e}", p.display()));
+    let mut leftovers: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(resultdir)
+        .map_err(|e| io(resultdir, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let path: Vec<u32> = name
+                .strip_prefix("status.")?
+                .split('.')
+                .map(|n| n.parse().ok())
+                .collect::<Option<_>>()?;
+            Some((path, e.path()))
+        })
+        .collect();
+    leftovers.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    for (path, file) in leftovers {
+        let parent_name = std::iter::once("status".to_string())
+            .chain(path[..path.len() - 1].iter().map(|n| n.to_string()))
+            .collect::<Vec<_>>()
+            .join(".");
+        let parent = resultdir.join(parent_name);
+        let text = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
+        keyval::append(&parent, &text).map_err(|e| Error::Io(e.to_string()))?;
+        close_entries(resultdir, &parent, &open_entries(&text))?;
+        let _ = std::fs::remove_file(file);
+    }
+    let log = std::fs::read_to_string(&status).map_err(|e| io(&status, e))?;
+    let open = open_entries(&log);
+    // The job's own START stays open: the continued job goes on inside it.
+    let job_start = open
+        .first()
+        .is_some_and(|e| e.indent == 0 && e.subdir.is_none() && e.operation.is_none());
+    let keep = usize::from(job_start);
+    close_entries(resultdir, &status, &open[keep..])?;
+    Ok(keep)
 }
 
 /// Runs a job (or continues one with `--continue`); returns the exit code.
@@ -245,10 +298,10 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let open = if opts.cont {
+    let indent = if opts.cont {
         recover_status(&resultdir)?
     } else {
-        Vec::new()
+        0
     };
     let info = JobInfo {
         resultdir: resultdir.clone(),
@@ -270,7 +323,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         status_file: "status".to_string(),
         master_testpath: None,
         sinks: vec![(debug, "client".to_string())],
-        indent: open.len(),
+        indent,
     };
     let job = JobHandle::new(info);
     api::set_current_job(&job);
@@ -281,16 +334,6 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
             "job",
             &format!("Continuing the job in {}", resultdir.display()),
         );
-        // What a kill left open is closed, innermost first; the job's own START stays.
-        for entry in open.iter().skip(1).rev() {
-            let (sub, op) = (entry.subdir.as_deref(), entry.operation.as_deref());
-            if sub.is_some() {
-                record(Entry::new("FAIL", sub, op, "unexpected reboot"))?;
-                record(Entry::new("END FAIL", sub, op, ""))?;
-            } else {
-                record(Entry::new("END ABORT", sub, op, ""))?;
-            }
-        }
     } else {
         logging::info(
             "job",

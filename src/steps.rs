@@ -56,6 +56,15 @@ fn step_of(f: &Dynamic, args: &[Dynamic]) -> RhaiResult<Step> {
             ),
         ));
     };
+    if let Some(bad) = args.iter().find(|a| !crate::api::json_compatible(a)) {
+        return Err(native_error(
+            "TypeError",
+            format!(
+                "step {name}: an argument ({}) cannot be saved: only (), booleans, numbers, strings, arrays and maps can",
+                bad.type_name()
+            ),
+        ));
+    }
     let args = args
         .iter()
         .map(rhai::serde::from_dynamic::<serde_json::Value>)
@@ -64,6 +73,7 @@ fn step_of(f: &Dynamic, args: &[Dynamic]) -> RhaiResult<Step> {
 }
 
 fn add(job: &JobHandle, place: Place, f: &Dynamic, args: &[Dynamic]) -> RhaiResult<()> {
+    control_file_only(job, "job.next_step")?;
     // The legacy form next_step([f, arg1, ...]).
     let step = match f.read_lock::<Array>() {
         Some(list) if args.is_empty() => match list.split_first() {
@@ -93,7 +103,17 @@ fn add(job: &JobHandle, place: Place, f: &Dynamic, args: &[Dynamic]) -> RhaiResu
         .map_err(|e| native_error("IOError", e.to_string()))
 }
 
-/// Registers `job.next_step`, `next_step_append`, `next_step_prepend` (with up to six
+fn control_file_only(job: &JobHandle, what: &str) -> RhaiResult<()> {
+    if job.0.borrow().info.master_testpath.is_some() {
+        return Err(native_error(
+            "RuntimeError",
+            format!("{what}() can only be called from the control file, not from a test"),
+        ));
+    }
+    Ok(())
+}
+
+/// Registers `job.next_step`, `next_step_append`, `next_step_prepend` (with up to four
 /// arguments after the function) and `job.quit()`.
 pub fn register(e: &mut Engine) {
     macro_rules! place {
@@ -126,29 +146,15 @@ pub fn register(e: &mut Engine) {
     place!("next_step_append", Place::Append);
     place!("next_step_prepend", Place::Prepend);
     e.register_fn("quit", |j: &mut JobHandle| -> RhaiResult<()> {
-        if j.0.borrow().info.master_testpath.is_some() {
-            return Err(native_error(
-                "RuntimeError",
-                "job.quit() can only be called from the control file, not from a test",
-            ));
-        }
+        control_file_only(j, "job.quit")?;
         Err(EvalAltResult::ErrorTerminated(QUIT.into(), Position::NONE).into())
     });
 }
 
-/// Queues `step_init` as the first step, as autotest does for a new job.
+/// Queues `step_init` for a new job as autotest does, with `next_step`: after the steps
+/// the top level queued with `next_step`.
 pub fn queue_step_init(job: &JobHandle) -> Result<(), String> {
-    job.state()
-        .update(|s| {
-            s.steps.insert(
-                0,
-                Step {
-                    name: "step_init".into(),
-                    args: Vec::new(),
-                },
-            )
-        })
-        .map_err(|e| e.to_string())
+    add(job, Place::Next, &Dynamic::from("step_init"), &[]).map_err(|e| e.to_string())
 }
 
 /// Takes the next step off the list (saved before it runs, as autotest does).

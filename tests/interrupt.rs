@@ -146,3 +146,33 @@ fn sigint_during_a_parallel_section() {
         "{log}"
     );
 }
+
+#[test]
+fn sigint_stops_a_command_of_the_control_file_and_aborts_its_group() {
+    let job = Job::new(
+        "fn grp() { write_file(job.resultdir + \"/started\", \"\"); run(\"sleep 30\"); }\n\
+         job.run_group(Fn(\"grp\"));",
+    );
+    let child = job.spawn();
+    wait_for(&job, "started");
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let log = std::fs::read_to_string(job.path().join("results/job/status")).unwrap();
+    assert_parses(&log);
+    assert!(log.contains("\tEND ABORT\t----\tgrp\t"), "{log}");
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .ends_with("\tinterrupted by SIGINT"),
+        "{log}"
+    );
+}

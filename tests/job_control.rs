@@ -255,3 +255,108 @@ print("NEVER");
         .ends_with("\t1 task(s) failed in job.parallel"));
     assert!(!run.resultdir.join("status.0").exists());
 }
+
+#[test]
+fn step_init_goes_after_steps_the_top_level_queued() {
+    let run = Job::new(
+        r#"
+fn t(x) { append_file(job.resultdir + "/steps", x + "\n"); }
+job.next_step(Fn("early"));
+fn early() { t("early"); }
+fn step_init() { t("step_init"); }
+"#,
+    )
+    .finish();
+    assert_eq!(run.read("steps"), "early\nstep_init\n");
+}
+
+#[test]
+fn quit_inside_a_group_pauses_the_job() {
+    let job = Job::new(
+        r#"
+fn step_init() { job.next_step(Fn("a")); job.next_step(Fn("b")); }
+fn a() { job.run_group(Fn("grp")); }
+fn grp() { if !job.get_state("quit", false) { job.set_state("quit", true); job.quit(); } }
+fn b() { print("B RAN"); }
+"#,
+    );
+    let first = job.run();
+    assert_eq!(first.code(), 5, "{}", first.status());
+    let second = job.clone_args().arg("--continue").run();
+    assert_eq!(second.code(), 0, "{}", second.status());
+    assert!(second.stdout().contains("B RAN"));
+    let log = second.status();
+    assert_parses(&log);
+    assert!(log.contains("\tEND ABORT\t----\tgrp\t"), "{log}");
+}
+
+#[test]
+fn nested_parallel_sections_keep_every_line() {
+    let run = Job::new(
+        r#"
+fn t(x) { job.run_test("s", #{tag: x}); }
+fn outer0() { t("o0-before"); job.parallel([[Fn("t"), "i0"], [Fn("t"), "i1"]]); t("o0-after"); }
+fn outer1() { t("o1"); }
+job.parallel([Fn("outer0"), Fn("outer1")]);
+"#,
+    )
+    .test("s", "fn run_once() {}")
+    .finish();
+    assert_eq!(run.code(), 0);
+    let log = run.status();
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("\tSTART\t"))
+        .map(|l| l.split('\t').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        vec!["s.o0-before", "s.i0", "s.i1", "s.o0-after", "s.o1"],
+        "{log}"
+    );
+}
+
+#[test]
+fn a_job_killed_during_parallel_continues_with_each_task_closed_at_its_level() {
+    let job = Job::new(
+        r#"
+fn t(x) { job.run_test("slow", #{tag: x}); }
+fn step_init() { job.next_step(Fn("par")); }
+fn par() { job.parallel([[Fn("t"), "a"], [Fn("t"), "b"]]); }
+"#,
+    )
+    .test(
+        "slow",
+        "fn run_once() { write_file(\"started\", \"\"); sleep(30); }",
+    );
+    let mut first = job.spawn();
+    wait_for(&job, "slow.a/started");
+    wait_for(&job, "slow.b/started");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let t = Instant::now();
+    let run = loop {
+        let run = job.clone_args().arg("--continue").run();
+        if run.code() != 64 || t.elapsed() > Duration::from_secs(10) {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let log = run.status();
+    assert_parses(&log);
+    for x in ["a", "b"] {
+        assert!(
+            log.contains(&format!("\n\t\tFAIL\tslow.{x}\tslow.{x}\t")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("\n\tEND FAIL\tslow.{x}\tslow.{x}\t")),
+            "{log}"
+        );
+        let own = run.read(&format!("slow.{x}/status"));
+        assert!(own.contains("unexpected reboot"), "{own}");
+    }
+    assert!(log.lines().last().unwrap().starts_with("END GOOD"));
+    assert!(!run.resultdir.join("status.0").exists());
+}
