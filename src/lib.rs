@@ -22,6 +22,7 @@ pub mod runner;
 pub mod script_test;
 pub mod status;
 pub mod status_log;
+pub mod sysinfo;
 
 use std::ffi::OsString;
 
