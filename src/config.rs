@@ -13,6 +13,7 @@ struct ConfigFile {
     test_dirs: Option<Vec<PathBuf>>,
     output_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    sysinfo_per_iteration: Option<bool>,
 }
 
 /// The merged configuration: the control file's folder first, then the user's.
@@ -24,6 +25,8 @@ pub struct Config {
     pub output_dir: Option<PathBuf>,
     /// Where "setup once per version" records live.
     pub cache_dir: PathBuf,
+    /// The initial value of `job.sysinfo_per_iteration`.
+    pub sysinfo_per_iteration: bool,
 }
 
 fn home() -> Option<PathBuf> {
@@ -85,6 +88,7 @@ fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
         test_dirs: cfg.test_dirs.map(|v| v.into_iter().map(fix).collect()),
         output_dir: cfg.output_dir.map(fix),
         cache_dir: cfg.cache_dir.map(fix),
+        sysinfo_per_iteration: cfg.sysinfo_per_iteration,
     }))
 }
 
@@ -97,6 +101,7 @@ pub fn load(control_dir: &Path) -> Result<Config, Error> {
     };
     let files = [control_dir.join("autorun.toml"), user_config_path()];
     let mut cache_set = false;
+    let mut per_iteration: Option<bool> = None;
     for path in files {
         if let Some(f) = read_file(&path)? {
             cfg.test_dirs.extend(f.test_dirs.unwrap_or_default());
@@ -107,8 +112,10 @@ pub fn load(control_dir: &Path) -> Result<Config, Error> {
                 cfg.cache_dir = c;
                 cache_set = true;
             }
+            per_iteration = per_iteration.or(f.sysinfo_per_iteration);
         }
     }
+    cfg.sysinfo_per_iteration = per_iteration.unwrap_or(false);
     Ok(cfg)
 }
 

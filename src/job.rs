@@ -29,6 +29,8 @@ pub struct Props {
     pub automatic_test_tag: Option<String>,
     /// `job.drop_caches_between_iterations`.
     pub drop_caches_between_iterations: bool,
+    /// `job.sysinfo_per_iteration`: copy `/proc` files around each iteration.
+    pub sysinfo_per_iteration: bool,
     /// The next sequence number for `use_sequence_number`.
     pub seq: u32,
 }
@@ -41,6 +43,7 @@ impl Default for Props {
             use_sequence_number: false,
             automatic_test_tag: None,
             drop_caches_between_iterations: false,
+            sysinfo_per_iteration: false,
             seq: 1,
         }
     }
@@ -77,6 +80,8 @@ pub struct JobInfo {
     pub sinks: Vec<(PathBuf, String)>,
     /// The status log's indentation.
     pub indent: usize,
+    /// What sysinfo collects, and the test keyval block read once at job start.
+    pub sysinfo: crate::sysinfo::JobSysinfo,
 }
 
 /// A live job.
@@ -229,6 +234,8 @@ impl JobHandle {
                 format!("{name}: test does not exist"),
             ))),
             Some(found) => {
+                // The test process inherits the df plan: bring it up to date first.
+                self.0.borrow_mut().info.sysinfo.df.refresh();
                 let spec = self.spec(
                     name,
                     &subdir,
