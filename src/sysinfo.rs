@@ -763,8 +763,8 @@ impl TestSysinfo {
         TestSysinfo { kmsg }
     }
 
-    /// Fills `<outputdir>/sysinfo/` (`reboot_current`, `df`, `dmesg`, the job's
-    /// `on_every_test` items) and appends the `sysinfo-*` keyvals to `<outputdir>/keyval`.
+    /// Fills `<outputdir>/sysinfo/` (`reboot_current`, `df`, `dmesg` if the kernel logged
+    /// anything, the job's `on_every_test` items) and appends the `sysinfo-*` keyvals to `<outputdir>/keyval`.
     /// `subdir` is the test folder relative to the job folder; `job` the test process's
     /// current settings (its `df` plan kept up to date by the nested tests it ran).
     pub fn finish(self, outputdir: &Path, subdir: &str, job: &JobSysinfo) {
@@ -782,8 +782,11 @@ impl TestSysinfo {
                 &job.df
             };
             write_or_skip(&dir.join("df"), df.df_text().as_bytes());
+            // Only when the kernel logged something: most tests log nothing, and on a disk
+            // file system each new file is a good part of what sysinfo costs a test.
             if let Some(mut k) = self.kmsg {
                 match k.read_new() {
+                    Ok(text) if text.is_empty() => {}
                     Ok(text) => write_or_skip(&dir.join("dmesg"), text.as_bytes()),
                     Err(e) => debug(&format!("cannot read the kernel log: {e}")),
                 }

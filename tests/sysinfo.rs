@@ -125,9 +125,6 @@ fn each_test_gets_a_sysinfo_folder_linked_to_the_jobs() {
         assert!(run
             .read(&format!("{test}/sysinfo/df"))
             .starts_with("Filesystem "));
-        if autorun::sysinfo::Kmsg::open(true).is_ok() {
-            assert!(sys.join("dmesg").exists(), "{test}");
-        }
         // nothing per iteration unless asked for
         assert!(!names(&sys).iter().any(|n| n.starts_with("iteration.")));
     }
