@@ -82,6 +82,7 @@ fn main() {
         master_testpath: None,
         sinks: Vec::new(),
         indent: 0,
+        sysinfo: Default::default(),
     };
     // What each test process pays once: building the engine (median of a few builds).
     let mut builds: Vec<f64> = (0..15)

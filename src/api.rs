@@ -18,6 +18,7 @@ use crate::logging;
 use crate::outcome::{escape_of, native_error, Escape, Outcome};
 use crate::script_test::{TestObj, READ_ONLY};
 use crate::status::Status;
+use crate::sysinfo::Loggable;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -420,7 +421,37 @@ fn register_job(e: &mut Engine) {
     )
     .register_fn("noop", |_: &mut JobHandle, text: Dynamic| {
         logging::info("job", &text.to_string())
-    });
+    })
+    .register_fn("add_sysinfo_command", |j: &mut JobHandle, cmd: &str| {
+        add_sysinfo(
+            j,
+            "add_sysinfo_command",
+            Loggable::command(cmd, None),
+            false,
+        )
+    })
+    .register_fn(
+        "add_sysinfo_command",
+        |j: &mut JobHandle, cmd: &str, opts: Map| {
+            let (logfile, every) = sysinfo_opts("add_sysinfo_command", &opts, true)?;
+            add_sysinfo(
+                j,
+                "add_sysinfo_command",
+                Loggable::command(cmd, logfile.as_deref()),
+                every,
+            )
+        },
+    )
+    .register_fn("add_sysinfo_logfile", |j: &mut JobHandle, path: &str| {
+        add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), false)
+    })
+    .register_fn(
+        "add_sysinfo_logfile",
+        |j: &mut JobHandle, path: &str, opts: Map| {
+            let (_, every) = sysinfo_opts("add_sysinfo_logfile", &opts, false)?;
+            add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), every)
+        },
+    );
     e.register_get("resultdir", |j: &mut JobHandle| {
         path_str(&j.0.borrow().info.resultdir)
     })
@@ -460,6 +491,7 @@ fn register_job(e: &mut Engine) {
         "drop_caches_between_iterations",
         drop_caches_between_iterations
     );
+    flag!("sysinfo_per_iteration", sysinfo_per_iteration);
     e.register_get(
         "use_sequence_number",
         |j: &mut JobHandle| -> RhaiResult<bool> {
@@ -533,6 +565,67 @@ pub fn json_compatible(v: &Dynamic) -> bool {
 
 fn state_err(msg: String) -> Box<EvalAltResult> {
     native_error("IOError", msg)
+}
+
+/// Reads the options of `add_sysinfo_command` (`logfile`, `on_every_test`) or
+/// `add_sysinfo_logfile` (`on_every_test` only); any other key is an error.
+fn sysinfo_opts(
+    what: &str,
+    opts: &Map,
+    logfile_allowed: bool,
+) -> RhaiResult<(Option<String>, bool)> {
+    let mut logfile = None;
+    let mut every = false;
+    for (k, v) in opts {
+        match k.as_str() {
+            "logfile" if logfile_allowed => {
+                if !v.is_unit() && !v.is_string() {
+                    return Err(native_error(
+                        "TypeError",
+                        format!("job.{what}: logfile must be a string, not {v}"),
+                    ));
+                }
+                logfile = opt_text(v);
+            }
+            "on_every_test" => {
+                every = (!v.is_unit())
+                    .then(|| v.as_bool())
+                    .transpose()
+                    .map_err(|_| {
+                        native_error(
+                            "TypeError",
+                            format!("job.{what}: on_every_test must be true or false, not {v}"),
+                        )
+                    })?
+                    .unwrap_or(false);
+            }
+            other => {
+                let known = if logfile_allowed {
+                    "logfile, on_every_test"
+                } else {
+                    "on_every_test"
+                };
+                return Err(native_error(
+                    "ValueError",
+                    format!("job.{what}: unknown option '{other}' (known: {known})"),
+                ));
+            }
+        }
+    }
+    Ok((logfile, every))
+}
+
+/// Adds a command or file to the job's sysinfo collection: at the end of the job, or after
+/// every test when `every`.
+fn add_sysinfo(
+    j: &JobHandle,
+    what: &str,
+    item: Result<Loggable, String>,
+    every: bool,
+) -> RhaiResult<()> {
+    let item = item.map_err(|m| native_error("ValueError", format!("job.{what}: {m}")))?;
+    j.0.borrow_mut().info.sysinfo.add(item, every);
+    Ok(())
 }
 
 /// Registers a property setter of `job`. `job` resolves as a constant (it cannot be

@@ -116,6 +116,8 @@ pub struct TestSpec {
     pub default_profile_only: bool,
     /// `job.drop_caches_between_iterations` when the test started.
     pub drop_caches: bool,
+    /// `job.sysinfo_per_iteration` when the test started.
+    pub sysinfo_per_iteration: bool,
     /// `test_attributes`.
     #[serde(with = "map_serde")]
     pub test_attributes: Map,

@@ -14,6 +14,7 @@ struct ConfigFile {
     output_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     cleanup_grace: Option<f64>,
+    sysinfo_per_iteration: Option<bool>,
 }
 
 /// The merged configuration: the control file's folder first, then the user's.
@@ -27,6 +28,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Seconds a test's `cleanup` gets after Ctrl-C or SIGTERM (default 10).
     pub cleanup_grace: f64,
+    /// The initial value of `job.sysinfo_per_iteration`.
+    pub sysinfo_per_iteration: bool,
 }
 
 fn home() -> Option<PathBuf> {
@@ -92,6 +95,7 @@ fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
         output_dir: cfg.output_dir.map(fix),
         cache_dir: cfg.cache_dir.map(fix),
         cleanup_grace: cfg.cleanup_grace,
+        sysinfo_per_iteration: cfg.sysinfo_per_iteration,
     }))
 }
 
@@ -106,6 +110,7 @@ pub fn load(control_dir: &Path) -> Result<Config, Error> {
     let mut grace_set = false;
     let files = [control_dir.join("autorun.toml"), user_config_path()];
     let mut cache_set = false;
+    let mut per_iteration: Option<bool> = None;
     for path in files {
         if let Some(f) = read_file(&path)? {
             cfg.test_dirs.extend(f.test_dirs.unwrap_or_default());
@@ -126,8 +131,10 @@ pub fn load(control_dir: &Path) -> Result<Config, Error> {
                 cfg.cache_dir = c;
                 cache_set = true;
             }
+            per_iteration = per_iteration.or(f.sysinfo_per_iteration);
         }
     }
+    cfg.sysinfo_per_iteration = per_iteration.unwrap_or(false);
     Ok(cfg)
 }
 

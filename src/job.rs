@@ -53,6 +53,8 @@ pub struct JobInfo {
     pub sinks: Vec<(PathBuf, String)>,
     /// The status log's indentation.
     pub indent: usize,
+    /// What sysinfo collects, and the test keyval block read once at job start.
+    pub sysinfo: crate::sysinfo::JobSysinfo,
 }
 
 /// A live job.
@@ -237,6 +239,8 @@ impl JobHandle {
                 format!("{name}: test does not exist"),
             ))),
             Some(found) => {
+                // The test process inherits the df plan: bring it up to date first.
+                self.0.borrow_mut().info.sysinfo.df.refresh();
                 let spec = self.spec(
                     name,
                     &subdir,
@@ -340,6 +344,7 @@ impl JobHandle {
             run_cleanup: a.run_cleanup.unwrap_or(props.run_test_cleanup),
             default_profile_only: props.default_profile_only,
             drop_caches: props.drop_caches_between_iterations,
+            sysinfo_per_iteration: props.sysinfo_per_iteration,
             test_attributes: a.test_attributes,
         }
     }

@@ -25,6 +25,7 @@ pub mod state;
 pub mod status;
 pub mod status_log;
 pub mod steps;
+pub mod sysinfo;
 
 use std::ffi::OsString;
 

@@ -15,6 +15,7 @@ use crate::keyval::{self, KeyvalError, Tag};
 use crate::logging;
 use crate::outcome::{Escape, Outcome};
 use crate::status::Status;
+use crate::sysinfo;
 
 /// A phase a test script may define.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -219,6 +220,8 @@ pub struct Request {
     pub interrupted: Option<fn() -> Option<String>>,
     /// Called before `cleanup` runs after an interrupt, so that it may run.
     pub allow_cleanup: Option<fn()>,
+    /// `job.sysinfo_per_iteration`: copy `/proc` files before and after each iteration.
+    pub sysinfo_per_iteration: bool,
 }
 
 /// Runs a whole test; `None` means it passed. `warn` records a WARN status line.
@@ -481,6 +484,15 @@ fn call_run_once(
     if req.drop_caches {
         drop_caches();
     }
+    // autotest registers its sysinfo iteration hooks before the test can register any, so
+    // they run first, before and after.
+    let sysinfo_at = req.sysinfo_per_iteration.then(|| {
+        let st = state.borrow();
+        (st.paths.outputdir.clone(), st.iteration)
+    });
+    if let Some((dir, it)) = &sysinfo_at {
+        sysinfo::log_iteration(dir, *it, sysinfo::Stage::Before);
+    }
     body.hooks(true)?;
     let result = (|| {
         if profile_only {
@@ -502,6 +514,9 @@ fn call_run_once(
         }
         Ok(())
     })();
+    if let Some((dir, it)) = &sysinfo_at {
+        sysinfo::log_iteration(dir, *it, sysinfo::Stage::After);
+    }
     let after = body.hooks(false);
     result.and(after)
 }
@@ -547,10 +562,19 @@ mod tests {
             }
         }
         fn hooks(&mut self, before: bool) -> Result<(), Escape> {
-            let it = self.state.borrow().iteration;
+            let st = self.state.borrow();
+            let it = st.iteration;
+            // Which sysinfo copies exist when the test's own hooks run.
+            let stage = if before { "before" } else { "after" };
+            let copied = st
+                .paths
+                .outputdir
+                .join(format!("sysinfo/iteration.{it}/meminfo.{stage}"))
+                .exists();
             self.trace.borrow_mut().push(format!(
-                "{}:{it}",
-                if before { "before_hook" } else { "after_hook" }
+                "{}:{it}{}",
+                if before { "before_hook" } else { "after_hook" },
+                if copied { "+sysinfo" } else { "" }
             ));
             Ok(())
         }
@@ -604,6 +628,57 @@ mod tests {
              before_hook:2 before_run_once:2 run_once:2 after_run_once:2 postprocess_iteration:2 after_hook:2 \
              postprocess:3 cleanup:3"
         );
+    }
+
+    #[test]
+    fn sysinfo_iteration_copies_come_before_the_tests_hooks() {
+        let (mut f, dir) = fake(None);
+        let mut execute = Map::new();
+        execute.insert("iterations".into(), Dynamic::from_int(2));
+        let req = Request {
+            run_cleanup: true,
+            execute,
+            sysinfo_per_iteration: true,
+            ..Request::default()
+        };
+        let state = f.state.clone();
+        assert_eq!(
+            run(&mut f, &state, &Settings::default(), &req, &mut |_| {}),
+            None
+        );
+        let t = f.trace.borrow().join(" ");
+        assert!(
+            t.contains("before_hook:1+sysinfo before_run_once:1")
+                && t.contains("after_hook:2+sysinfo postprocess:3"),
+            "{t}"
+        );
+        let sys = dir.path().join("sysinfo");
+        let mut dirs: Vec<String> = std::fs::read_dir(&sys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        dirs.sort();
+        // No copies for the profiled-run slot (iteration 3).
+        assert_eq!(dirs, ["iteration.1", "iteration.2"]);
+
+        // Timed runs keep iteration 0; off by default.
+        let (mut f, dir) = fake(None);
+        let mut execute = Map::new();
+        execute.insert("test_length".into(), Dynamic::from_float(0.01));
+        let req = Request {
+            execute,
+            sysinfo_per_iteration: true,
+            ..Request::default()
+        };
+        let state = f.state.clone();
+        run(&mut f, &state, &Settings::default(), &req, &mut |_| {});
+        assert!(dir
+            .path()
+            .join("sysinfo/iteration.0/meminfo.after")
+            .exists());
+        let (mut f, dir) = fake(None);
+        run_fake(&mut f, Map::new(), true);
+        assert!(!dir.path().join("sysinfo").exists());
     }
 
     #[test]

@@ -294,6 +294,8 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let mut test_dirs: Vec<PathBuf> = opts.test_dir.iter().map(|d| absolute(d)).collect();
     test_dirs.push(control_dir.join("tests"));
     test_dirs.extend(cfg.test_dirs.iter().map(|d| absolute(d)));
+    // Once per job, in the job process: test processes are forks and inherit the result.
+    let sysinfo = crate::sysinfo::collect_job_start(&resultdir);
     let tag = resultdir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -324,6 +326,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         master_testpath: None,
         sinks: vec![(debug, "client".to_string())],
         indent,
+        sysinfo,
     };
     let job = JobHandle::new(info);
     api::set_current_job(&job);
@@ -348,8 +351,10 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
                 job.info().user
             ),
         );
+        let mut state = crate::state::State::default();
+        state.props.sysinfo_per_iteration = cfg.sysinfo_per_iteration;
         job.state()
-            .save(&crate::state::State::default())
+            .save(&state)
             .map_err(|e| Error::Io(e.to_string()))?;
         record(Entry::new("START", None, None, ""))?;
     }
@@ -371,6 +376,9 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         Err(Stop::Abort(msg)) => Some(msg),
         _ => child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig))),
     };
+    if child::interrupted().is_none() {
+        crate::sysinfo::collect_job_end(&resultdir, &job.info().sysinfo);
+    }
     // Close whatever is still open (a group interrupted half-way) so the log stays balanced.
     while job.info().indent > 1 {
         record(Entry::new("END ABORT", None, None, ""))?;
@@ -486,6 +494,9 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     let mut initial = TestState::default();
     initial.params = spec.params.clone();
     let state = Rc::new(RefCell::new(initial));
+    // First, so that the kernel log lines and mount changes of the whole test process
+    // (the script's top-level code included) are the test's.
+    let sysinfo = crate::sysinfo::TestSysinfo::start();
     let job = JobHandle::new(spec.job.clone());
     api::set_current_job(&job);
     let mut engine = api::engine(job.clone());
@@ -535,6 +546,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         profilers_present: false,
         interrupted: Some(child::interruption),
         allow_cleanup: Some(child::allow_cleanup),
+        sysinfo_per_iteration: spec.sysinfo_per_iteration,
     };
     let mut warn = |msg: &str| {
         if let Err(e) = job.record(&Entry::new("WARN", None, None, msg)) {
@@ -542,6 +554,11 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         }
     };
     let outcome = lifecycle::run(&mut test, &state, &settings, &req, &mut warn);
+    // After the phases whatever the outcome, as autotest's after-test hook.
+    {
+        let st = state.borrow();
+        sysinfo.finish(&st.paths.outputdir, &st.paths.subdir, &job.info().sysinfo);
+    }
     state.borrow_mut().remove_tmpdir();
     outcome
 }

@@ -24,6 +24,8 @@ pub struct Props {
     pub automatic_test_tag: Option<String>,
     /// `job.drop_caches_between_iterations`.
     pub drop_caches_between_iterations: bool,
+    /// `job.sysinfo_per_iteration`: copy `/proc` files around each iteration.
+    pub sysinfo_per_iteration: bool,
     /// The next sequence number for `use_sequence_number`.
     pub seq: u32,
 }
@@ -36,6 +38,7 @@ impl Default for Props {
             use_sequence_number: false,
             automatic_test_tag: None,
             drop_caches_between_iterations: false,
+            sysinfo_per_iteration: false,
             seq: 1,
         }
     }
