@@ -66,7 +66,7 @@ pub struct RunOpts {
     /// The control file.
     #[arg(value_name = "CONTROL_FILE")]
     pub control: Option<PathBuf>,
-    /// Job name: results go to <output-dir>/TAG/.
+    /// Job name: results go to `<output-dir>/TAG/`.
     #[arg(short, long)]
     pub tag: Option<String>,
     /// Where job folders are created (default ./results).

@@ -481,15 +481,9 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         libc::signal(libc::SIGBUS, libc::SIG_DFL);
     }
     crate::commands::stop_on_signals();
-    logging::set_console_level(if spec.job.verbose {
-        Level::Debug
-    } else {
-        Level::Info
-    });
-    let (own, ancestors) = spec.job.sinks.split_last()?;
-    for (dir, name) in ancestors {
-        let _ = logging::push_sink(dir, name);
-    }
+    // The fork already writes to the job's and the enclosing tests' debug logs, at the
+    // job's console level: only the test's own logs are added.
+    let own = spec.job.sinks.last()?;
     let mut paths = spec.paths.clone();
     let mut initial = TestState::default();
     initial.params = spec.params.clone();
