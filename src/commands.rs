@@ -78,7 +78,8 @@ pub enum CmdError {
 static ACTIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 static SIGINTS: AtomicI32 = AtomicI32::new(0);
 
-/// Remembers a nested test's or task's process group (see [`ACTIVE`]).
+/// Remembers a nested test's or task's process group, to kill if this process is told
+/// to stop.
 pub fn track_group(pgid: i32) -> Option<usize> {
     track(-pgid)
 }
