@@ -31,6 +31,25 @@ fn step_two(n, kw) {
 fn step_last() { t(`step_last visits=${job.get_state("visits", 0)}`); }
 "#;
 
+/// Starts the job, kills it with SIGKILL once every file in `wait` exists, then continues
+/// it (retrying while its test processes, which die with it, still hold the folder).
+fn kill_and_continue(job: &Job, wait: &[&str]) -> common::Run {
+    let mut first = job.spawn();
+    for rel in wait {
+        wait_for(job, rel);
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let t = Instant::now();
+    loop {
+        let run = job.clone_args().arg("--continue").run();
+        if run.code() != 64 || t.elapsed() > Duration::from_secs(10) {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn step_order_quit_and_continue() {
     let job = Job::new(STEPS);
@@ -173,19 +192,7 @@ fn step_b() { job.run_test("quick"); }
         "fn run_once() { write_file(\"started\", \"\"); sleep(30); }",
     )
     .test("quick", "fn run_once() {}");
-    let mut first = job.spawn();
-    wait_for(&job, "slow/started");
-    first.kill().unwrap();
-    first.wait().unwrap();
-    // the test process dies with its job, releasing the folder
-    let t = Instant::now();
-    let run = loop {
-        let run = job.clone_args().arg("--continue").run();
-        if run.code() != 64 || t.elapsed() > Duration::from_secs(10) {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let run = kill_and_continue(&job, &["slow/started"]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let log = run.status();
     assert_parses(&log);
@@ -329,19 +336,7 @@ fn par() { job.parallel([[Fn("t"), "a"], [Fn("t"), "b"]]); }
         "slow",
         "fn run_once() { write_file(\"started\", \"\"); sleep(30); }",
     );
-    let mut first = job.spawn();
-    wait_for(&job, "slow.a/started");
-    wait_for(&job, "slow.b/started");
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let t = Instant::now();
-    let run = loop {
-        let run = job.clone_args().arg("--continue").run();
-        if run.code() != 64 || t.elapsed() > Duration::from_secs(10) {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let run = kill_and_continue(&job, &["slow.a/started", "slow.b/started"]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let log = run.status();
     assert_parses(&log);
