@@ -74,6 +74,7 @@ fn main() {
         hostname: "localhost".into(),
         control: PathBuf::from("control.rhai"),
         test_dirs: Vec::new(),
+        profiler_dirs: Vec::new(),
         cache_dir: dir.clone(),
         verbose: false,
         state: dir.join("autorun-bench.state"),

@@ -90,6 +90,7 @@ pub fn engine(job: JobHandle) -> Engine {
     register_utilities(&mut e);
     register_outcomes(&mut e);
     register_job(&mut e);
+    register_profilers(&mut e);
     crate::steps::register(&mut e);
     register_test(&mut e);
     e
@@ -561,6 +562,36 @@ pub fn json_compatible(v: &Dynamic) -> bool {
     } else {
         false
     }
+}
+
+fn register_profilers(e: &mut Engine) {
+    use crate::profilers::ProfilersHandle;
+    e.register_type_with_name::<ProfilersHandle>("Profilers");
+    e.register_get("profilers", |j: &mut JobHandle| {
+        j.0.borrow().profilers.clone()
+    });
+    e.register_fn(
+        "add",
+        |ctx: NativeCallContext, p: &mut ProfilersHandle, name: &str| {
+            let job = job_of(&ctx)?;
+            p.add(&ctx, &job, name, &Map::new())
+        },
+    )
+    .register_fn(
+        "add",
+        |ctx: NativeCallContext, p: &mut ProfilersHandle, name: &str, args: Map| {
+            let job = job_of(&ctx)?;
+            p.add(&ctx, &job, name, &args)
+        },
+    )
+    .register_fn("delete", |p: &mut ProfilersHandle, name: &str| {
+        p.delete(name)
+    })
+    .register_fn("present", |p: &mut ProfilersHandle| p.present())
+    .register_fn("active", |p: &mut ProfilersHandle| p.active())
+    .register_fn("current_profilers", |p: &mut ProfilersHandle| {
+        p.names().into_iter().map(Dynamic::from).collect::<Array>()
+    });
 }
 
 fn state_err(msg: String) -> Box<EvalAltResult> {

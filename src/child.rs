@@ -118,6 +118,9 @@ pub struct TestSpec {
     pub drop_caches: bool,
     /// `job.sysinfo_per_iteration` when the test started.
     pub sysinfo_per_iteration: bool,
+    /// The job's profilers (the fork's copy).
+    #[serde(skip)]
+    pub profilers: crate::profilers::ProfilersHandle,
     /// `test_attributes`.
     #[serde(with = "map_serde")]
     pub test_attributes: Map,

@@ -84,6 +84,12 @@ pub fn track_group(pgid: i32) -> Option<usize> {
     track(-pgid)
 }
 
+/// Remembers the process group of a program the test runs (a profiler's), killed like
+/// a command's.
+pub fn track_command_group(pgid: i32) -> Option<usize> {
+    track(pgid)
+}
+
 /// Forgets a group remembered by [`track_group`] or by `run`.
 pub fn untrack_group(slot: Option<usize>) {
     if let Some(i) = slot {

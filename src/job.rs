@@ -36,6 +36,8 @@ pub struct JobInfo {
     pub control: PathBuf,
     /// Folders searched for tests, in order.
     pub test_dirs: Vec<PathBuf>,
+    /// Folders searched for script profilers (`NAME/NAME.rhai`), in order.
+    pub profiler_dirs: Vec<PathBuf>,
     /// Where setup records live.
     pub cache_dir: PathBuf,
     /// `--verbose`.
@@ -64,6 +66,8 @@ pub struct Job {
     pub info: JobInfo,
     /// The status log writer.
     pub log: StatusLog,
+    /// `job.profilers`.
+    pub profilers: crate::profilers::ProfilersHandle,
 }
 
 /// The job as scripts hold it (`job`).
@@ -79,7 +83,11 @@ impl JobHandle {
     /// A handle for `info`, its status log at `info.indent`.
     pub fn new(info: JobInfo) -> JobHandle {
         let log = StatusLog::with_file(&info.resultdir, &info.status_file, info.indent);
-        JobHandle(Rc::new(RefCell::new(Job { info, log })))
+        JobHandle(Rc::new(RefCell::new(Job {
+            info,
+            log,
+            profilers: Default::default(),
+        })))
     }
 
     /// A copy of the job's description.
@@ -345,6 +353,7 @@ impl JobHandle {
             default_profile_only: props.default_profile_only,
             drop_caches: props.drop_caches_between_iterations,
             sysinfo_per_iteration: props.sysinfo_per_iteration,
+            profilers: self.0.borrow().profilers.clone(),
             test_attributes: a.test_attributes,
         }
     }

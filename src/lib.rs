@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod outcome;
 pub mod parallel;
+pub mod profilers;
 pub mod resume;
 pub mod runner;
 pub mod script_test;

@@ -173,6 +173,27 @@ pub trait TestBody {
     fn call(&mut self, phase: Phase, available: &Map) -> Result<(), Escape>;
     /// Runs the registered before- (`true`) or after-iteration hooks.
     fn hooks(&mut self, before: bool) -> Result<(), Escape>;
+    /// True when the job has profilers (`job.profilers.present()`).
+    fn profilers_present(&self) -> bool {
+        false
+    }
+    /// True while the profilers run (`job.profilers.active()`).
+    fn profilers_active(&self) -> bool {
+        false
+    }
+    /// Starts every profiler.
+    fn profilers_start(&mut self) -> Result<(), Escape> {
+        Ok(())
+    }
+    /// Stops every profiler.
+    fn profilers_stop(&mut self) -> Result<(), Escape> {
+        Ok(())
+    }
+    /// Lets every profiler report, then files what they left in the profiling folder
+    /// under `iteration.<n>`.
+    fn profilers_report(&mut self) -> Result<(), Escape> {
+        Ok(())
+    }
 }
 
 /// Top-level settings of a test script.
@@ -214,8 +235,6 @@ pub struct Request {
     pub default_profile_only: bool,
     /// `job.drop_caches_between_iterations`.
     pub drop_caches: bool,
-    /// Whether any profiler is present (none until profilers arrive).
-    pub profilers_present: bool,
     /// Tells whether the test was interrupted (Ctrl-C), with the reason.
     pub interrupted: Option<fn() -> Option<String>>,
     /// Called before `cleanup` runs after an interrupt, so that it may run.
@@ -421,9 +440,28 @@ fn execute(
                 ))
             })?,
     };
-    let _ = settings;
+    if body.profilers_active() {
+        body.profilers_stop()?;
+    }
+    // `postprocess_profiled_run` of the call wins over the test's setting.
+    let postprocess_profiled = get("postprocess_profiled_run")
+        .map(truthy)
+        .unwrap_or(settings.postprocess_profiled_run);
+    let profiled = Profiled {
+        postprocess: postprocess_profiled,
+        drop_caches: req.drop_caches,
+    };
     let mut once = |body: &mut dyn TestBody| {
-        call_run_once(body, state, req, params, &constraints, profile_only, warn)
+        call_run_once(
+            body,
+            state,
+            req,
+            params,
+            &constraints,
+            profile_only,
+            &profiled,
+            warn,
+        )
     };
     match get("test_length").filter(|v| truthy(v)) {
         Some(len) => {
@@ -459,9 +497,10 @@ fn execute(
         }
     }
     if !profile_only {
-        // The profiled-run slot: autotest bumps the iteration even with no profiler, so
+        // The profiled run: autotest bumps the iteration even with no profiler, so
         // postprocess and cleanup see N+1.
         state.borrow_mut().iteration += 1;
+        profiled_run(body, params, &profiled)?;
     }
     body.call(Phase::Postprocess, params)?;
     let msg = constraints::failure_message(&state.borrow().failed_constraints);
@@ -472,6 +511,39 @@ fn execute(
     }
 }
 
+/// How the profiled run goes.
+struct Profiled {
+    /// Call `postprocess_iteration` after it.
+    postprocess: bool,
+    /// Drop caches before it.
+    drop_caches: bool,
+}
+
+/// autotest's `run_once_profiling`: one `run_once` with the profilers around it, no hooks,
+/// no constraints; nothing at all without profilers.
+fn profiled_run(body: &mut dyn TestBody, params: &Map, how: &Profiled) -> Result<(), Escape> {
+    if !body.profilers_present() {
+        return Ok(());
+    }
+    if how.drop_caches {
+        drop_caches();
+    }
+    body.call(Phase::BeforeRunOnce, params)?;
+    body.profilers_start()?;
+    let ran = body.call(Phase::RunOnce, params).and_then(|()| {
+        if how.postprocess {
+            body.call(Phase::PostprocessIteration, params)
+        } else {
+            Ok(())
+        }
+    });
+    let stopped = body.profilers_stop();
+    let reported = body.profilers_report();
+    ran.and(stopped).and(reported)?;
+    body.call(Phase::AfterRunOnce, params)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn call_run_once(
     body: &mut dyn TestBody,
     state: &SharedState,
@@ -479,6 +551,7 @@ fn call_run_once(
     params: &Map,
     constraints: &[String],
     profile_only: bool,
+    profiled: &Profiled,
     warn: &mut dyn FnMut(&str),
 ) -> Result<(), Escape> {
     if req.drop_caches {
@@ -496,9 +569,10 @@ fn call_run_once(
     body.hooks(true)?;
     let result = (|| {
         if profile_only {
-            if !req.profilers_present {
+            if !body.profilers_present() {
                 warn("No profilers have been added but profile_only is set - nothing will be run");
             }
+            profiled_run(body, params, profiled)?;
         } else {
             body.call(Phase::BeforeRunOnce, params)?;
             body.call(Phase::RunOnce, params)?;

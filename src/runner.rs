@@ -184,6 +184,13 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let mut test_dirs: Vec<PathBuf> = opts.test_dir.iter().map(|d| absolute(d)).collect();
     test_dirs.push(control_dir.join("tests"));
     test_dirs.extend(cfg.test_dirs.iter().map(|d| absolute(d)));
+    // Script profilers: in `profilers/` of each --test-dir, then next to the control file.
+    let profiler_dirs: Vec<PathBuf> = opts
+        .test_dir
+        .iter()
+        .map(|d| absolute(d).join("profilers"))
+        .chain(std::iter::once(control_dir.join("profilers")))
+        .collect();
     // Once per job, in the job process: test processes are forks and inherit the result.
     let sysinfo = crate::sysinfo::collect_job_start(&resultdir);
     let tag = resultdir
@@ -208,6 +215,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         hostname: api::hostname(),
         control: control.clone(),
         test_dirs,
+        profiler_dirs,
         cache_dir: absolute(&cfg.cache_dir),
         verbose: opts.verbose,
         state: resultdir.join(&state_name),
@@ -382,12 +390,13 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     // (the script's top-level code included) are the test's.
     let sysinfo = crate::sysinfo::TestSysinfo::start();
     let job = JobHandle::new(spec.job.clone());
+    job.0.borrow_mut().profilers = spec.profilers.clone();
     api::set_current_job(&job);
     let mut engine = api::engine(job.clone());
     api::register_test_exit(&mut engine);
     let (mut test, settings) =
         match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
-            Ok(t) => t,
+            Ok((t, settings)) => (t.with_profilers(spec.profilers.clone()), settings),
             Err(o) => return Some(o),
         };
     for d in [&paths.resultsdir, &paths.profdir, &paths.debugdir] {
@@ -427,7 +436,6 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         positional: spec.positional.clone(),
         default_profile_only: spec.default_profile_only,
         drop_caches: spec.drop_caches,
-        profilers_present: false,
         interrupted: Some(child::interruption),
         allow_cleanup: Some(child::allow_cleanup),
         sysinfo_per_iteration: spec.sysinfo_per_iteration,

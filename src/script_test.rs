@@ -9,6 +9,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, FnPtr, Map, Scope, AST};
 use crate::args::{cherry_pick, truthy};
 use crate::lifecycle::{Phase, Settings, SharedState, TestBody};
 use crate::outcome::{escape_of, locate, Escape, Outcome};
+use crate::profilers::ProfilersHandle;
 use crate::status::Status;
 
 /// The test object scripts see as `this`.
@@ -38,6 +39,8 @@ pub struct ScriptTest<'e> {
     this: Dynamic,
     /// Parameter names of each phase the script defines.
     phases: HashMap<Phase, Vec<String>>,
+    /// The job's profilers, run around profiled runs.
+    profilers: ProfilersHandle,
 }
 
 /// Compiles a script, turning a syntax error into `Unhandled SyntaxError: ... (file:l:c)`.
@@ -108,9 +111,24 @@ impl<'e> ScriptTest<'e> {
                 file,
                 this: Dynamic::from(TestObj(state)),
                 phases,
+                profilers: ProfilersHandle::default(),
             },
             settings,
         ))
+    }
+
+    /// Runs the job's profilers around this test's profiled runs.
+    pub fn with_profilers(mut self, profilers: ProfilersHandle) -> Self {
+        self.profilers = profilers;
+        self
+    }
+
+    fn state(&self) -> SharedState {
+        self.this
+            .read_lock::<TestObj>()
+            .expect("this is a test object")
+            .0
+            .clone()
     }
 
     fn call_fn(&mut self, name: &str, args: Vec<Dynamic>) -> Result<(), Escape> {
@@ -140,6 +158,33 @@ impl TestBody for ScriptTest<'_> {
         };
         let args = cherry_pick(params, available);
         self.call_fn(phase.name(), args)
+    }
+
+    fn profilers_present(&self) -> bool {
+        self.profilers.present()
+    }
+
+    fn profilers_active(&self) -> bool {
+        self.profilers.active()
+    }
+
+    fn profilers_start(&mut self) -> Result<(), Escape> {
+        let profdir = self.state().borrow().paths.profdir.clone();
+        self.profilers.start(self.engine, &self.this, &profdir)
+    }
+
+    fn profilers_stop(&mut self) -> Result<(), Escape> {
+        self.profilers.stop(self.engine, &self.this)
+    }
+
+    fn profilers_report(&mut self) -> Result<(), Escape> {
+        let (profdir, iteration) = {
+            let st = self.state();
+            let st = st.borrow();
+            (st.paths.profdir.clone(), st.iteration)
+        };
+        self.profilers
+            .report(self.engine, &self.this, &profdir, iteration)
     }
 
     fn hooks(&mut self, before: bool) -> Result<(), Escape> {
