@@ -219,3 +219,26 @@ fn unknown_profilers_abort_the_job() {
     );
     assert!(run.stdout().contains("false false []"), "{}", run.stdout());
 }
+
+#[test]
+fn perf_profiles_the_run_or_is_not_present() {
+    let has_perf = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("perf").is_file()))
+        .unwrap_or(false);
+    let run = Job::new(
+        "try { job.profilers.add(\"perf\"); } catch (e) { print(`CAUGHT ${e.message}`); }\n\
+         job.run_test(\"t\");",
+    )
+    .test("t", "fn run_once() { sleep(0.1); }")
+    .finish();
+    if has_perf {
+        let stat = run.read("t/profiling/iteration.2/perf.stat");
+        assert!(stat.contains("Performance counter stats"), "{stat}");
+    } else {
+        assert!(
+            run.stdout().contains("CAUGHT perf not present"),
+            "{}",
+            run.stdout()
+        );
+    }
+}
