@@ -168,6 +168,7 @@ pub fn run(
         Err(e) => return failed(format!("cannot create the test's report pipe: {e}")),
     };
     let _ = std::io::stdout().flush();
+    let table = crate::commands::shared_table();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the job process runs scripts on one thread; the only other threads are
@@ -176,9 +177,11 @@ pub fn run(
     if pid == 0 {
         drop(rd);
         die_with_parent(parent);
+        crate::commands::adopt_table(table);
         in_fork(spec, wr, body);
     }
     if pid < 0 {
+        crate::commands::reap_table(table);
         return failed(format!(
             "cannot start the test process: {}",
             std::io::Error::last_os_error()
@@ -225,6 +228,7 @@ pub fn run(
                 if let Some(sig) = interrupted() {
                     let _ = interrupt_group(pid, &rx, grace);
                     kill_group(pid, libc::SIGKILL);
+                    crate::commands::reap_table(table);
                     untrack_group(slot);
                     return ChildEnd::Interrupted(sig);
                 }
@@ -234,8 +238,10 @@ pub fn run(
             }
         }
     };
-    // Whatever the test left running in its group does not outlive it.
+    // Whatever the test left running, in its group or in the groups of its commands and
+    // profilers, does not outlive it.
     kill_group(pid, libc::SIGKILL);
+    crate::commands::reap_table(table);
     untrack_group(slot);
     let (report, status) = match wait {
         Ok(r) => r,
@@ -280,7 +286,21 @@ fn in_fork(spec: TestSpec, mut wr: std::fs::File, body: fn(TestSpec) -> Option<O
             libc::close(inherited);
         }
     }
-    let outcome = body(spec);
+    // A panic must not unwind out of the fork into the job's frames: report it instead.
+    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(spec))) {
+        Ok(o) => o,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Some(Outcome::new(
+                Status::Error,
+                format!("autorun failed inside the test process: {what}"),
+            ))
+        }
+    };
     let code = match serde_json::to_vec(&TestReport { outcome }) {
         Ok(bytes) if wr.write_all(&bytes).is_ok() => 0,
         _ => 70,

@@ -75,8 +75,70 @@ pub enum CmdError {
 /// Process groups this process started and must take down with it when it is told to
 /// stop: commands (stored as the positive pgid) and nested tests or parallel tasks (stored
 /// negated).
-static ACTIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+static ACTIVE: [AtomicI32; TRACKED] = [const { AtomicI32::new(0) }; TRACKED];
 static SIGINTS: AtomicI32 = AtomicI32::new(0);
+
+/// Length of the tracked-groups table, and of its shared mirror.
+pub const TRACKED: usize = 64;
+
+/// In a test process: a page shared with the process that forked it, mirroring
+/// [`ACTIVE`]'s entries, so that the forking process can kill what a test that died
+/// abruptly (exit, crash, SIGKILL) left running.
+static SHARED: std::sync::atomic::AtomicPtr<AtomicI32> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Allocates a shared table for the next fork (see [`SHARED`]); `None` if mmap fails.
+pub fn shared_table() -> Option<*mut AtomicI32> {
+    // SAFETY: an anonymous shared mapping of TRACKED i32s, zero-filled by the kernel.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            TRACKED * std::mem::size_of::<AtomicI32>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p as *mut AtomicI32)
+}
+
+/// In a fresh fork: forgets the groups the forking process tracked (they are not this
+/// process's) and mirrors this process's groups into `table`.
+pub fn adopt_table(table: Option<*mut AtomicI32>) {
+    for slot in &ACTIVE {
+        slot.store(0, Ordering::SeqCst);
+    }
+    SHARED.store(table.unwrap_or(std::ptr::null_mut()), Ordering::SeqCst);
+}
+
+/// In the forking process, once the fork has ended: kills every group it left in
+/// `table`, and unmaps it.
+pub fn reap_table(table: Option<*mut AtomicI32>) {
+    let Some(p) = table else { return };
+    for i in 0..TRACKED {
+        // SAFETY: `p` maps TRACKED AtomicI32s (shared_table).
+        let id = unsafe { (*p.add(i)).load(Ordering::SeqCst) };
+        if id != 0 {
+            kill_group(id.unsigned_abs(), libc::SIGKILL);
+        }
+    }
+    // SAFETY: unmaps the mapping made by shared_table.
+    unsafe {
+        libc::munmap(
+            p as *mut libc::c_void,
+            TRACKED * std::mem::size_of::<AtomicI32>(),
+        )
+    };
+}
+
+fn mirror(i: usize, id: i32) {
+    let p = SHARED.load(Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: `p` maps TRACKED AtomicI32s and i < TRACKED.
+        unsafe { (*p.add(i)).store(id, Ordering::SeqCst) };
+    }
+}
 
 /// Remembers a nested test's or task's process group, to kill if this process is told
 /// to stop.
@@ -94,14 +156,17 @@ pub fn track_command_group(pgid: i32) -> Option<usize> {
 pub fn untrack_group(slot: Option<usize>) {
     if let Some(i) = slot {
         ACTIVE[i].store(0, Ordering::SeqCst);
+        mirror(i, 0);
     }
 }
 
 fn track(id: i32) -> Option<usize> {
-    ACTIVE.iter().position(|slot| {
+    let i = ACTIVE.iter().position(|slot| {
         slot.compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
-    })
+    })?;
+    mirror(i, id);
+    Some(i)
 }
 
 /// Kills the running commands' process groups (and, with `tests`, nested tests' and

@@ -67,6 +67,7 @@ pub fn run(ctx: &NativeCallContext, job: &JobHandle, list: &Array) -> RhaiResult
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             die_with_parent(parent);
+            crate::commands::adopt_table(None);
             // SAFETY: setpgid on this process.
             unsafe { libc::setpgid(0, 0) };
             job.set_status_file(&file);

