@@ -24,6 +24,7 @@ pub mod resume;
 pub mod runner;
 pub mod script_test;
 pub mod state;
+pub mod stats;
 pub mod status;
 pub mod status_log;
 pub mod steps;
