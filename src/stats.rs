@@ -289,7 +289,9 @@ mod tests {
 
     #[test]
     fn welch_matches_scipy() {
-        let cases: [(&[f64], &[f64], f64, f64, f64); 5] = [
+        // (A, B, t, df, p)
+        type Case<'a> = (&'a [f64], &'a [f64], f64, f64, f64);
+        let cases: [Case; 5] = [
             (
                 &[10.0, 11.0, 12.0],
                 &[20.0, 21.0, 22.0],
