@@ -20,6 +20,7 @@ pub mod logging;
 pub mod outcome;
 pub mod parallel;
 pub mod profilers;
+pub mod results;
 pub mod resume;
 pub mod runner;
 pub mod script_test;
