@@ -24,12 +24,14 @@ pub mod results;
 pub mod resume;
 pub mod runner;
 pub mod script_test;
+pub mod show;
 pub mod state;
 pub mod stats;
 pub mod status;
 pub mod status_log;
 pub mod steps;
 pub mod sysinfo;
+pub mod table;
 
 use std::ffi::OsString;
 
@@ -78,7 +80,7 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
         Some(Command::Run(opts)) => runner::run_job(&opts),
         Some(Command::Repl { .. }) => Err(Error::NotSupported("autorun repl")),
         Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
-        Some(Command::Show { .. }) => Err(Error::NotSupported("autorun show")),
+        Some(Command::Show { results_dir }) => show::run(&results_dir),
         Some(Command::Compare { .. }) => Err(Error::NotSupported("autorun compare")),
         Some(Command::Report { .. }) => Err(Error::NotSupported("autorun report")),
     };
