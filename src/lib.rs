@@ -9,6 +9,7 @@ pub mod args;
 pub mod child;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod constraints;
 pub mod discovery;
@@ -81,7 +82,12 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
         Some(Command::Repl { .. }) => Err(Error::NotSupported("autorun repl")),
         Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
         Some(Command::Show { results_dir }) => show::run(&results_dir),
-        Some(Command::Compare { .. }) => Err(Error::NotSupported("autorun compare")),
+        Some(Command::Compare {
+            a,
+            b,
+            json,
+            fail_on_regression,
+        }) => compare::run(&a, &b, json, fail_on_regression),
         Some(Command::Report { .. }) => Err(Error::NotSupported("autorun report")),
     };
     match result {
