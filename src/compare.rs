@@ -2,7 +2,6 @@
 //! by subdir), with summaries, the relative change of the mean and Welch's t-test; as a
 //! terminal table or as JSON (schema in docs/compare.md).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -130,15 +129,6 @@ fn by_subdir(r: &JobResults) -> Vec<(&str, &Node)> {
     out
 }
 
-/// A test's finite perf values by key (keys without any are left out).
-fn samples(node: &Node) -> BTreeMap<String, Vec<f64>> {
-    node.perf_samples()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().filter(|x| x.is_finite()).collect()))
-        .filter(|(_, v): &(String, Vec<f64>)| !v.is_empty())
-        .collect()
-}
-
 /// Compares job B against job A; `threshold` is `--fail-on-regression`'s percentage.
 pub fn compare(a: &JobResults, b: &JobResults, threshold: Option<f64>) -> Comparison {
     let (tests_a, tests_b) = (by_subdir(a), by_subdir(b));
@@ -152,7 +142,7 @@ pub fn compare(a: &JobResults, b: &JobResults, threshold: Option<f64>) -> Compar
             });
             continue;
         };
-        let (sa, sb) = (samples(ta), samples(tb));
+        let (sa, sb) = (ta.perf_samples(), tb.perf_samples());
         for (key, va) in &sa {
             let Some(vb) = sb.get(key) else {
                 only_a.push(Unmatched {

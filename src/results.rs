@@ -79,11 +79,12 @@ impl Node {
         Some(self.finished? - self.started?)
     }
 
-    /// Each perf key with its values, one per iteration that holds the key (file order).
+    /// Each perf key with its finite values, one per iteration that holds the key (file
+    /// order); `inf` and `nan` are left out, and so is a key with no other value.
     pub fn perf_samples(&self) -> BTreeMap<String, Vec<f64>> {
         let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for it in &self.iterations {
-            for (k, v) in &it.perf {
+            for (k, v) in it.perf.iter().filter(|(_, v)| v.is_finite()) {
                 out.entry(k.clone()).or_default().push(*v);
             }
         }
@@ -620,10 +621,11 @@ END GOOD\t----\t----\ttimestamp=5\tlocaltime=x\t
             started: None,
             finished: None,
             keyval: Map::new(),
-            iterations: parse_iterations("a=1\nb=2\n\nlabel{attr}=x\n\na=3\n\n"),
+            iterations: parse_iterations("a=1\nb=2\nc=nan\n\nlabel{attr}=x\n\na=3\nb=inf\n\n"),
         };
         let s = node.perf_samples();
         assert_eq!(s["a"], [1.0, 3.0]);
         assert_eq!(s["b"], [2.0]);
+        assert!(!s.contains_key("c"));
     }
 }

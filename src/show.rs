@@ -1,6 +1,7 @@
 //! `autorun show RESULTS_DIR`: a job folder as a terminal table, with each test's perf
 //! means and a summary line. Finished, interrupted and running jobs alike.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{exit, Error};
@@ -71,7 +72,7 @@ pub fn render(r: &JobResults) -> String {
 }
 
 /// `key  mean  (n=N)` lines, keys and means aligned.
-fn perf_lines(samples: &std::collections::BTreeMap<String, Vec<f64>>) -> Vec<String> {
+fn perf_lines(samples: &BTreeMap<String, Vec<f64>>) -> Vec<String> {
     let rows: Vec<(String, String, usize)> = samples
         .iter()
         .filter_map(|(k, v)| {
