@@ -134,6 +134,8 @@ pub struct JobResults {
     pub dir: PathBuf,
     /// The job's END status, or `RUNNING` without one (interrupted or still running).
     pub status: String,
+    /// The first message line of the job's END line (why it aborted), if any.
+    pub reason: String,
     /// The job START's timestamp.
     pub started: Option<i64>,
     /// The job END's timestamp.
@@ -192,6 +194,7 @@ impl JobResults {
         JobResults {
             dir: dir.to_path_buf(),
             status: b.job_status.unwrap_or_else(|| RUNNING.to_string()),
+            reason: b.job_reason,
             started: b.job_started,
             finished: b.job_finished,
             last_timestamp: b.last_timestamp,
@@ -211,10 +214,12 @@ impl JobResults {
         Some(self.finished.or(self.last_timestamp)? - self.started?)
     }
 
-    /// The job as `results(dir)` gives it to scripts: `status`, `tests` and timings.
+    /// The job as `results(dir)` gives it to scripts: `status`, `reason`, `tests` and
+    /// timings.
     pub fn to_rhai(&self) -> Map {
         let mut m = Map::new();
         m.insert("status".into(), self.status.clone().into());
+        m.insert("reason".into(), self.reason.clone().into());
         m.insert("started".into(), opt_int(self.started));
         m.insert("finished".into(), opt_int(self.finished));
         m.insert("duration".into(), opt_int(self.duration()));
@@ -351,6 +356,7 @@ struct Builder {
     nodes: Vec<Node>,
     open: Vec<Open>,
     job_status: Option<String>,
+    job_reason: String,
     job_started: Option<i64>,
     job_finished: Option<i64>,
     last_timestamp: Option<i64>,
@@ -439,16 +445,17 @@ impl Builder {
                             node.reason = l.message.clone();
                         }
                     }
-                    None => self.job_end(status, ts),
+                    None => self.job_end(l, status, ts),
                 }
             }
-            None if is_job_line(l) => self.job_end(status, ts),
+            None if is_job_line(l) => self.job_end(l, status, ts),
             None => {}
         }
     }
 
-    fn job_end(&mut self, status: &str, ts: Option<i64>) {
+    fn job_end(&mut self, l: &ParsedLine, status: &str, ts: Option<i64>) {
         self.job_status = Some(status.to_string());
+        self.job_reason = l.message.clone();
         self.job_finished = ts;
     }
 
@@ -566,6 +573,18 @@ END GOOD\t----\t----\ttimestamp=5\tlocaltime=x\t
             .collect();
         assert_eq!(st, [("a", RUNNING, 0), ("b", "GOOD", 0)]);
         assert_eq!(r.status, "GOOD");
+    }
+
+    #[test]
+    fn an_aborted_job_keeps_its_reason() {
+        let log = "START\t----\t----\ttimestamp=1\tlocaltime=x\t
+END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (line 3)
+  more
+";
+        let r = JobResults::from_log(Path::new("/j"), log);
+        assert_eq!(r.status, "ABORT");
+        assert_eq!(r.reason, "control.rhai: syntax error (line 3)");
+        assert!(r.nodes.is_empty());
     }
 
     #[test]

@@ -112,6 +112,10 @@ fn summary(r: &JobResults) -> String {
         line.push_str(&parts.join(", "));
     }
     line.push_str(&format!(". Job {}", r.status));
+    if !r.reason.is_empty() {
+        // Not cut: it is the one message that tells why a job aborted.
+        line.push_str(&format!(" ({})", r.reason));
+    }
     match (r.duration(), r.status == RUNNING) {
         (Some(d), false) => line.push_str(&format!(", {} in total.", table::duration(d))),
         (Some(d), true) => line.push_str(&format!(
@@ -172,6 +176,14 @@ grp (group)  GOOD    1m08s
                 "1 test: 1 RUNNING. Job RUNNING (no END line: interrupted or still running), 1s so far.\n"
             ),
             "{text}"
+        );
+        let aborted = JobResults::from_log(
+            Path::new("/j"),
+            "START\t----\t----\ttimestamp=5\tlocaltime=x\t\nEND ABORT\t----\t----\ttimestamp=5\tlocaltime=x\tboom\n",
+        );
+        assert_eq!(
+            render(&aborted),
+            "No tests ran.\n0 tests. Job ABORT (boom), 0s in total.\n"
         );
         let empty = JobResults::from_log(Path::new("/j"), "");
         assert_eq!(

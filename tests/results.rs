@@ -484,3 +484,18 @@ fn fail_on_regression_exit_codes() {
     assert_eq!(code(&["--fail-on-regression", "abc"]), Some(64));
     assert_eq!(code(&["--fail-on-regression", "nan"]), Some(64));
 }
+
+#[test]
+fn show_an_aborted_job() {
+    let run = Job::new("let x = ;\n").finish();
+    assert_eq!(run.code(), 2);
+    let out = autorun(&["show", run.resultdir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("No tests ran.\n0 tests. Job ABORT ("),
+        "{text}"
+    );
+    assert!(text.contains("Unhandled SyntaxError"), "{text}");
+    assert!(text.contains("control.rhai:1:"), "{text}");
+}
