@@ -588,6 +588,66 @@ END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (lin
     }
 
     #[test]
+    fn loads_a_folder_with_running_parallel_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let line = |indent: usize, code: &str, sub: &str, ts: i64, msg: &str| {
+            format!(
+                "{}{code}\t{sub}\t{sub}\ttimestamp={ts}\tlocaltime=x\t{msg}\n",
+                "\t".repeat(indent)
+            )
+        };
+        let status = format!(
+            "START\t----\t----\ttimestamp=10\tlocaltime=x\t\n{}{}",
+            line(1, "START", "first", 10, ""),
+            line(1, "END GOOD", "first", 11, "")
+        );
+        let task0 = line(1, "START", "p0", 12, "");
+        let task1 = format!(
+            "{}{}{}",
+            line(1, "START", "p1", 12, ""),
+            line(2, "GOOD", "p1", 13, "completed successfully"),
+            line(1, "END GOOD", "p1", 13, "")
+        );
+        for (rel, text) in [
+            ("status", status.as_str()),
+            ("status.0", &task0),
+            ("status.1", &task1),
+            ("first/keyval", "version=1\nbad line\nowner=me\n"),
+            ("p1/results/keyval", "ops{perf}=3\n\n"),
+        ] {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let r = JobResults::load(d).unwrap();
+        let st: Vec<(&str, &str)> = r
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.status.as_str()))
+            .collect();
+        assert_eq!(st, [("first", "GOOD"), ("p0", RUNNING), ("p1", "GOOD")]);
+        assert_eq!((r.status.as_str(), r.duration()), (RUNNING, Some(3)));
+        assert_eq!(r.nodes[0].keyval.len(), 2);
+        assert_eq!(r.nodes[0].keyval["owner"].to_string(), "me");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].ends_with("first/keyval line 2: Invalid format line: bad line"),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(r.nodes[2].iterations[0].perf["ops"], 3.0);
+        assert!(matches!(
+            JobResults::load(&d.join("first")),
+            Err(ResultsError::NotAJobFolder(_))
+        ));
+        assert!(matches!(
+            JobResults::load(&d.join("nowhere")),
+            Err(ResultsError::Missing(_))
+        ));
+    }
+
+    #[test]
     fn iterations_as_tko_reads_them() {
         let text = "label{attr}=lbl\n\nratio{perf}=0.30000000000000004\nthroughput{perf}=20\nwhole{perf}=3.0\n\n\nplain=7\nbad{perf}=abc\nodd{xyz}=1\nnoequals\n  spaced{perf}= 1e3 \nk{a}{perf}=2\n";
         let its = parse_iterations(text);
