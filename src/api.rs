@@ -252,6 +252,11 @@ fn register_utilities(e: &mut Engine) {
         .register_fn("read_keyval", |p: &str| {
             keyval::read(Path::new(p)).map_err(|e| native_error("ValueError", e.to_string()))
         })
+        .register_fn("results", |p: &str| {
+            crate::results::JobResults::load(Path::new(p))
+                .map(|r| r.to_rhai())
+                .map_err(|e| native_error("IOError", e.to_string()))
+        })
         .register_fn("cpu_count", || {
             std::thread::available_parallelism()
                 .map(|n| n.get() as INT)

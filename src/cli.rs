@@ -46,12 +46,21 @@ pub enum Command {
         /// The job folder.
         results_dir: PathBuf,
     },
-    /// Compare the perf keyvals of two jobs.
+    /// Compare the perf keyvals of two jobs, with statistics.
     Compare {
-        /// The first job folder.
+        /// The baseline job folder (A).
+        #[arg(value_name = "DIR_A")]
         a: PathBuf,
-        /// The second job folder.
+        /// The job folder compared with it (B).
+        #[arg(value_name = "DIR_B")]
         b: PathBuf,
+        /// Print the comparison as JSON (see docs/compare.md).
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a perf key got worse by more than PCT percent (higher is better,
+        /// except for keys named like times: *_ms, *_s, *latency, *time, ...).
+        #[arg(long, value_name = "PCT")]
+        fail_on_regression: Option<f64>,
     },
     /// Rewrite the reports of a job.
     Report {

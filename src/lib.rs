@@ -9,6 +9,7 @@ pub mod args;
 pub mod child;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod constraints;
 pub mod discovery;
@@ -20,14 +21,18 @@ pub mod logging;
 pub mod outcome;
 pub mod parallel;
 pub mod profilers;
+pub mod results;
 pub mod resume;
 pub mod runner;
 pub mod script_test;
+pub mod show;
 pub mod state;
+pub mod stats;
 pub mod status;
 pub mod status_log;
 pub mod steps;
 pub mod sysinfo;
+pub mod table;
 
 use std::ffi::OsString;
 
@@ -76,8 +81,13 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
         Some(Command::Run(opts)) => runner::run_job(&opts),
         Some(Command::Repl { .. }) => Err(Error::NotSupported("autorun repl")),
         Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
-        Some(Command::Show { .. }) => Err(Error::NotSupported("autorun show")),
-        Some(Command::Compare { .. }) => Err(Error::NotSupported("autorun compare")),
+        Some(Command::Show { results_dir }) => show::run(&results_dir),
+        Some(Command::Compare {
+            a,
+            b,
+            json,
+            fail_on_regression,
+        }) => compare::run(&a, &b, json, fail_on_regression),
         Some(Command::Report { .. }) => Err(Error::NotSupported("autorun report")),
     };
     match result {

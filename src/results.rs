@@ -1,0 +1,710 @@
+//! A job folder read back as data: the tests and groups of its status log, nested by
+//! indentation, with each test's keyvals and its iterations as autotest's tko reads them.
+//! Finished, interrupted and still-running jobs all load.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rhai::{Array, Dynamic, Map};
+
+use crate::keyval;
+use crate::logging;
+use crate::status_log::{self, ParsedLine};
+
+/// The status of a job or test whose END line has not been written.
+pub const RUNNING: &str = "RUNNING";
+
+/// Why a job folder could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The folder does not exist.
+    #[error("cannot read job folder {0}: no such folder")]
+    Missing(PathBuf),
+    /// The folder exists but holds no status log.
+    #[error("{0} is not a job folder: it holds no status log")]
+    NotAJobFolder(PathBuf),
+    /// A file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// One record of a test's `results/keyval`: what one `write_*_keyval` call wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Iteration {
+    /// `key{attr}=value` lines, the values as written.
+    pub attr: BTreeMap<String, String>,
+    /// `key{perf}=value` and untyped `key=value` lines, the values as floats.
+    pub perf: BTreeMap<String, f64>,
+}
+
+/// What a START line opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A test: a START with a subdir.
+    Test,
+    /// A group (`run_group`): a START without a subdir.
+    Group,
+}
+
+/// A test or group of the status log.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Test or group.
+    pub kind: Kind,
+    /// The operation: the test name with its tags (`kvtest.three`), or the group's name.
+    pub name: String,
+    /// The test's folder relative to the job folder; `None` for a group.
+    pub subdir: Option<String>,
+    /// How many tests and groups enclose this one (0: directly in the job).
+    pub depth: usize,
+    /// The index (in [`JobResults::nodes`]) of the enclosing test or group.
+    pub parent: Option<usize>,
+    /// The END status (`GOOD`, `FAIL`, ...), or `RUNNING` without an END line.
+    pub status: String,
+    /// The first message line of the test's own status line, else of its END line.
+    pub reason: String,
+    /// The START line's timestamp (seconds since the epoch).
+    pub started: Option<i64>,
+    /// The END line's timestamp.
+    pub finished: Option<i64>,
+    /// The test keyval (`<subdir>/keyval`), read as `read_keyval` reads it.
+    pub keyval: Map,
+    /// The records of `<subdir>/results/keyval`, as tko reads them.
+    pub iterations: Vec<Iteration>,
+}
+
+impl Node {
+    /// Seconds from START to END, for a finished test or group with both timestamps.
+    pub fn duration(&self) -> Option<i64> {
+        Some(self.finished? - self.started?)
+    }
+
+    /// Each perf key with its finite values, one per iteration that holds the key (file
+    /// order); `inf` and `nan` are left out, and so is a key with no other value.
+    pub fn perf_samples(&self) -> BTreeMap<String, Vec<f64>> {
+        let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for it in &self.iterations {
+            for (k, v) in it.perf.iter().filter(|(_, v)| v.is_finite()) {
+                out.entry(k.clone()).or_default().push(*v);
+            }
+        }
+        out
+    }
+
+    /// The node as `results(dir)` gives it to scripts.
+    pub fn to_rhai(&self) -> Map {
+        let mut m = Map::new();
+        m.insert("name".into(), self.name.clone().into());
+        m.insert("subdir".into(), opt_string(&self.subdir));
+        m.insert("status".into(), self.status.clone().into());
+        m.insert("reason".into(), self.reason.clone().into());
+        m.insert("started".into(), opt_int(self.started));
+        m.insert("finished".into(), opt_int(self.finished));
+        m.insert("duration".into(), opt_int(self.duration()));
+        m.insert("keyval".into(), self.keyval.clone().into());
+        let iterations: Array = self
+            .iterations
+            .iter()
+            .map(|it| {
+                let attr: Map = it
+                    .attr
+                    .iter()
+                    .map(|(k, v)| (k.into(), Dynamic::from(v.clone())))
+                    .collect();
+                let perf: Map = it
+                    .perf
+                    .iter()
+                    .map(|(k, v)| (k.into(), Dynamic::from_float(*v)))
+                    .collect();
+                let mut m = Map::new();
+                m.insert("attr".into(), attr.into());
+                m.insert("perf".into(), perf.into());
+                Dynamic::from_map(m)
+            })
+            .collect();
+        m.insert("iterations".into(), iterations.into());
+        m
+    }
+}
+
+/// A job folder as data.
+#[derive(Debug, Clone)]
+pub struct JobResults {
+    /// The job folder.
+    pub dir: PathBuf,
+    /// The job's END status, or `RUNNING` without one (interrupted or still running).
+    pub status: String,
+    /// The first message line of the job's END line (why it aborted), if any.
+    pub reason: String,
+    /// The job START's timestamp.
+    pub started: Option<i64>,
+    /// The job END's timestamp.
+    pub finished: Option<i64>,
+    /// The latest timestamp in the status log.
+    pub last_timestamp: Option<i64>,
+    /// Every test and group, in the order of their START lines.
+    pub nodes: Vec<Node>,
+    /// Lines of keyval files that could not be read (they are left out).
+    pub warnings: Vec<String>,
+}
+
+impl JobResults {
+    /// Reads the job folder `dir`: `status` (and the `status.<i>` files that parallel tasks
+    /// leave while they run), then each test's `keyval` and `results/keyval`.
+    pub fn load(dir: &Path) -> Result<JobResults, ResultsError> {
+        if !dir.is_dir() {
+            return Err(ResultsError::Missing(dir.to_path_buf()));
+        }
+        let status = dir.join("status");
+        if !status.is_file() {
+            return Err(ResultsError::NotAJobFolder(dir.to_path_buf()));
+        }
+        let mut log = read(&status)?;
+        for extra in parallel_logs(dir) {
+            let text = read(&extra)?;
+            if !log.ends_with('\n') && !log.is_empty() {
+                log.push('\n');
+            }
+            log.push_str(&text);
+        }
+        let mut results = JobResults::from_log(dir, &log);
+        let mut warnings = Vec::new();
+        for node in &mut results.nodes {
+            let Some(sub) = &node.subdir else { continue };
+            let test_dir = dir.join(sub);
+            let kv = test_dir.join("keyval");
+            node.keyval = read_keyval_lenient(&kv, &mut warnings)?;
+            let iter_kv = test_dir.join("results").join("keyval");
+            node.iterations = match std::fs::read_to_string(&iter_kv) {
+                Ok(text) => parse_iterations(&text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(ResultsError::Io(iter_kv, e)),
+            };
+        }
+        results.warnings = warnings;
+        Ok(results)
+    }
+
+    /// The tests and groups of a status log's text (no keyvals are read).
+    pub fn from_log(dir: &Path, log: &str) -> JobResults {
+        let mut b = Builder::default();
+        for line in log.lines().filter_map(status_log::parse_line) {
+            b.line(&line);
+        }
+        JobResults {
+            dir: dir.to_path_buf(),
+            status: b.job_status.unwrap_or_else(|| RUNNING.to_string()),
+            reason: b.job_reason,
+            started: b.job_started,
+            finished: b.job_finished,
+            last_timestamp: b.last_timestamp,
+            nodes: b.nodes,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The tests (not the groups), in the order they started.
+    pub fn tests(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.kind == Kind::Test)
+    }
+
+    /// Seconds from the job's START to its END, or to the latest line of a job that has
+    /// not ended.
+    pub fn duration(&self) -> Option<i64> {
+        Some(self.finished.or(self.last_timestamp)? - self.started?)
+    }
+
+    /// The job as `results(dir)` gives it to scripts: `status`, `reason`, `tests` and
+    /// timings.
+    pub fn to_rhai(&self) -> Map {
+        let mut m = Map::new();
+        m.insert("status".into(), self.status.clone().into());
+        m.insert("reason".into(), self.reason.clone().into());
+        m.insert("started".into(), opt_int(self.started));
+        m.insert("finished".into(), opt_int(self.finished));
+        m.insert("duration".into(), opt_int(self.duration()));
+        let tests: Array = self
+            .tests()
+            .map(|t| Dynamic::from_map(t.to_rhai()))
+            .collect();
+        m.insert("tests".into(), tests.into());
+        m
+    }
+}
+
+fn read(path: &Path) -> Result<String, ResultsError> {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| ResultsError::Io(path.to_path_buf(), e))
+}
+
+/// `status.<i>` and `status.<i>.<j>` files in `dir`, outermost first.
+fn parallel_logs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<(Vec<u32>, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let path = name
+                .strip_prefix("status.")?
+                .split('.')
+                .map(|n| n.parse().ok())
+                .collect::<Option<Vec<u32>>>()?;
+            Some((path, e.path()))
+        })
+        .collect();
+    logs.sort();
+    logs.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Reads a keyval file as `read_keyval` does, but a bad line is left out with a warning
+/// instead of failing the whole job. A missing file is an empty map.
+fn read_keyval_lenient(path: &Path, warnings: &mut Vec<String>) -> Result<Map, ResultsError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
+        Err(e) => return Err(ResultsError::Io(path.to_path_buf(), e)),
+    };
+    let mut map = Map::new();
+    for (n, line) in text.lines().enumerate() {
+        match keyval::parse(line) {
+            Ok(pairs) => map.extend(pairs.into_iter().map(|(k, v)| (k.into(), v))),
+            Err(e) => warnings.push(format!("{} line {}: {e}", path.display(), n + 1)),
+        }
+    }
+    Ok(map)
+}
+
+/// Parses a `results/keyval` as tko does: each blank line closes one iteration (even an
+/// empty one), and a last record without a blank line after it counts if it holds
+/// anything. `key{attr}=v` goes to `attr`; `key{perf}=v` and untyped `key=v` go to `perf`
+/// when `v` reads as a float; other lines are left out with a DEBUG log line.
+pub fn parse_iterations(text: &str) -> Vec<Iteration> {
+    let mut out = Vec::new();
+    let mut cur = Iteration::default();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() {
+            out.push(std::mem::take(&mut cur));
+            continue;
+        }
+        if let Err(why) = parse_iteration_line(line, &mut cur) {
+            logging::debug(
+                "results",
+                &format!("iteration keyval line '{line}' could not be parsed: {why}"),
+            );
+        }
+    }
+    if !cur.attr.is_empty() || !cur.perf.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// One non-blank line of `results/keyval` into `it` (tko's `parse_line_into_dicts`: the
+/// typed form `^([^=]*)\{(\w*)\}=(.*)$`, else the untyped `^([^=]*)=(.*)$` as perf).
+fn parse_iteration_line(line: &str, it: &mut Iteration) -> Result<(), &'static str> {
+    let (lhs, value) = line.split_once('=').ok_or("no '='")?;
+    let typed = lhs.strip_suffix('}').and_then(|l| {
+        let open = l.rfind('{')?;
+        let tag = &l[open + 1..];
+        tag.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            .then(|| (&l[..open], tag))
+    });
+    let (key, tag) = typed.unwrap_or((lhs, "perf"));
+    match tag {
+        "attr" => {
+            it.attr.insert(key.to_string(), value.to_string());
+            Ok(())
+        }
+        "perf" => {
+            let v = py_float(value).ok_or("the value is not a number")?;
+            it.perf.insert(key.to_string(), v);
+            Ok(())
+        }
+        _ => Err("unknown type tag"),
+    }
+}
+
+/// Python's `float(text)`: surrounding whitespace allowed, `1e3`, `.5`, `5.`, `inf` and
+/// `nan` accepted.
+fn py_float(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok()
+}
+
+fn opt_int(v: Option<i64>) -> Dynamic {
+    v.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)
+}
+
+fn opt_string(v: &Option<String>) -> Dynamic {
+    v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+}
+
+/// An open START on the way through the status log.
+struct Open {
+    /// The node it opened; `None` for the job's own START.
+    node: Option<usize>,
+    indent: usize,
+}
+
+/// Builds the nodes of a status log line by line.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<Node>,
+    open: Vec<Open>,
+    job_status: Option<String>,
+    job_reason: String,
+    job_started: Option<i64>,
+    job_finished: Option<i64>,
+    last_timestamp: Option<i64>,
+}
+
+fn is_job_line(l: &ParsedLine) -> bool {
+    l.indent == 0 && l.subdir.is_none() && l.operation.is_none()
+}
+
+impl Builder {
+    fn line(&mut self, l: &ParsedLine) {
+        let ts = l
+            .fields
+            .iter()
+            .find(|(k, _)| k == "timestamp")
+            .and_then(|(_, v)| v.parse::<i64>().ok());
+        if let Some(ts) = ts {
+            self.last_timestamp = Some(self.last_timestamp.map_or(ts, |t| t.max(ts)));
+        }
+        if l.code == "START" {
+            self.start(l, ts);
+        } else if let Some(status) = l.code.strip_prefix("END ") {
+            self.end(l, status, ts);
+        } else {
+            self.status_line(l);
+        }
+    }
+
+    fn start(&mut self, l: &ParsedLine, ts: Option<i64>) {
+        // A START at or outside the level of one still open means that one never ended:
+        // it stays RUNNING.
+        while self.open.last().is_some_and(|o| o.indent >= l.indent) {
+            self.open.pop();
+        }
+        if is_job_line(l) {
+            self.job_started = self.job_started.or(ts);
+            self.open.push(Open {
+                node: None,
+                indent: 0,
+            });
+            return;
+        }
+        let parent = self.open.iter().rev().find_map(|o| o.node);
+        let depth = self.open.iter().filter(|o| o.node.is_some()).count();
+        let kind = if l.subdir.is_some() {
+            Kind::Test
+        } else {
+            Kind::Group
+        };
+        let name = l
+            .operation
+            .clone()
+            .or_else(|| l.subdir.clone())
+            .unwrap_or_else(|| "----".to_string());
+        self.nodes.push(Node {
+            kind,
+            name,
+            subdir: l.subdir.clone(),
+            depth,
+            parent,
+            status: RUNNING.to_string(),
+            reason: String::new(),
+            started: ts,
+            finished: None,
+            keyval: Map::new(),
+            iterations: Vec::new(),
+        });
+        self.open.push(Open {
+            node: Some(self.nodes.len() - 1),
+            indent: l.indent,
+        });
+    }
+
+    fn end(&mut self, l: &ParsedLine, status: &str, ts: Option<i64>) {
+        // An END is written one level out from what it closes: at its START's indentation.
+        match self.open.iter().rposition(|o| o.indent == l.indent) {
+            Some(pos) => {
+                let open = self.open.remove(pos);
+                self.open.truncate(pos);
+                match open.node {
+                    Some(i) => {
+                        let node = &mut self.nodes[i];
+                        node.status = status.to_string();
+                        node.finished = ts;
+                        if node.reason.is_empty() {
+                            node.reason = l.message.clone();
+                        }
+                    }
+                    None => self.job_end(l, status, ts),
+                }
+            }
+            None if is_job_line(l) => self.job_end(l, status, ts),
+            None => {}
+        }
+    }
+
+    fn job_end(&mut self, l: &ParsedLine, status: &str, ts: Option<i64>) {
+        self.job_status = Some(status.to_string());
+        self.job_reason = l.message.clone();
+        self.job_finished = ts;
+    }
+
+    /// A GOOD/FAIL/... line directly inside an open test with the test's own subdir is
+    /// the test's result line: its message is the reason.
+    fn status_line(&mut self, l: &ParsedLine) {
+        if l.code == "INFO" {
+            return;
+        }
+        let Some(owner) = self.open.iter().rev().find(|o| o.indent < l.indent) else {
+            return;
+        };
+        let Some(i) = owner.node else { return };
+        let node = &mut self.nodes[i];
+        if node.kind == Kind::Test && node.subdir == l.subdir {
+            node.reason = l.message.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "START\t----\t----\ttimestamp=100\tlocaltime=x\t
+\tSTART\tkv.a\tkv.a\ttimestamp=101\ttimeout=30\tlocaltime=x\t
+\t\tGOOD\tkv.a\tkv.a\ttimestamp=103\tlocaltime=x\tcompleted successfully
+\tEND GOOD\tkv.a\tkv.a\ttimestamp=104\tlocaltime=x\t
+\tSTART\tfailing\tfailing\ttimestamp=104\tlocaltime=x\t
+\t\tFAIL\tfailing\tfailing\ttimestamp=105\tlocaltime=x\tfirst line
+  second line
+\tEND FAIL\tfailing\tfailing\ttimestamp=105\tlocaltime=x\t
+\tSTART\t----\tgrp\ttimestamp=106\tlocaltime=x\t
+\t\tGOOD\t----\tgrp.step\ttimestamp=106\tlocaltime=x\tinside group
+\t\tSTART\tkv.in\tkv.in\ttimestamp=106\tlocaltime=x\t
+\t\t\tSTART\tkv.in/child\tchild\ttimestamp=107\tlocaltime=x\t
+\t\t\t\tTEST_NA\tkv.in/child\tchild\ttimestamp=107\tlocaltime=x\tnot here
+\t\t\tEND TEST_NA\tkv.in/child\tchild\ttimestamp=107\tlocaltime=x\t
+\t\t\tGOOD\tkv.in\tkv.in\ttimestamp=108\tlocaltime=x\tcompleted successfully
+\t\tEND GOOD\tkv.in\tkv.in\ttimestamp=108\tlocaltime=x\t
+\tEND ERROR\t----\tgrp\ttimestamp=109\tlocaltime=x\tUnhandled boom
+  at line 3
+END GOOD\t----\t----\ttimestamp=110\tlocaltime=x\t
+";
+
+    #[test]
+    fn nests_tests_and_groups_by_indentation() {
+        let r = JobResults::from_log(Path::new("/j"), LOG);
+        assert_eq!(r.status, "GOOD");
+        assert_eq!(
+            (r.started, r.finished, r.duration()),
+            (Some(100), Some(110), Some(10))
+        );
+        let names: Vec<(&str, usize, &str, &str)> = r
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.as_str(),
+                    n.depth,
+                    n.status.as_str(),
+                    n.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("kv.a", 0, "GOOD", "completed successfully"),
+                ("failing", 0, "FAIL", "first line"),
+                ("grp", 0, "ERROR", "Unhandled boom"),
+                ("kv.in", 1, "GOOD", "completed successfully"),
+                ("child", 2, "TEST_NA", "not here"),
+            ]
+        );
+        assert_eq!(r.nodes[0].duration(), Some(3));
+        assert_eq!(r.nodes[2].kind, Kind::Group);
+        assert_eq!(r.nodes[3].parent, Some(2));
+        assert_eq!(r.nodes[4].parent, Some(3));
+        assert_eq!(r.nodes[4].subdir.as_deref(), Some("kv.in/child"));
+        assert_eq!(r.tests().count(), 4);
+    }
+
+    #[test]
+    fn open_starts_are_running() {
+        let log = "START\t----\t----\ttimestamp=100\tlocaltime=x\t
+\tSTART\tdone\tdone\ttimestamp=101\tlocaltime=x\t
+\t\tGOOD\tdone\tdone\ttimestamp=102\tlocaltime=x\tcompleted successfully
+\tEND GOOD\tdone\tdone\ttimestamp=102\tlocaltime=x\t
+\tSTART\t----\tg\ttimestamp=103\tlocaltime=x\t
+\t\tSTART\tslow\tslow\ttimestamp=104\tlocaltime=x\t
+";
+        let r = JobResults::from_log(Path::new("/j"), log);
+        assert_eq!(r.status, RUNNING);
+        assert_eq!(r.duration(), Some(4));
+        let st: Vec<&str> = r.nodes.iter().map(|n| n.status.as_str()).collect();
+        assert_eq!(st, ["GOOD", RUNNING, RUNNING]);
+        assert_eq!(r.nodes[2].duration(), None);
+    }
+
+    #[test]
+    fn a_restarted_level_leaves_the_earlier_start_running() {
+        // Killed inside `a`, then continued without repair: `b` starts at `a`'s level.
+        let log = "START\t----\t----\ttimestamp=1\tlocaltime=x\t
+\tSTART\ta\ta\ttimestamp=2\tlocaltime=x\t
+\tSTART\tb\tb\ttimestamp=3\tlocaltime=x\t
+\tEND GOOD\tb\tb\ttimestamp=4\tlocaltime=x\t
+END GOOD\t----\t----\ttimestamp=5\tlocaltime=x\t
+";
+        let r = JobResults::from_log(Path::new("/j"), log);
+        let st: Vec<(&str, &str, usize)> = r
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.status.as_str(), n.depth))
+            .collect();
+        assert_eq!(st, [("a", RUNNING, 0), ("b", "GOOD", 0)]);
+        assert_eq!(r.status, "GOOD");
+    }
+
+    #[test]
+    fn an_aborted_job_keeps_its_reason() {
+        let log = "START\t----\t----\ttimestamp=1\tlocaltime=x\t
+END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (line 3)
+  more
+";
+        let r = JobResults::from_log(Path::new("/j"), log);
+        assert_eq!(r.status, "ABORT");
+        assert_eq!(r.reason, "control.rhai: syntax error (line 3)");
+        assert!(r.nodes.is_empty());
+    }
+
+    #[test]
+    fn loads_a_folder_with_running_parallel_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let line = |indent: usize, code: &str, sub: &str, ts: i64, msg: &str| {
+            format!(
+                "{}{code}\t{sub}\t{sub}\ttimestamp={ts}\tlocaltime=x\t{msg}\n",
+                "\t".repeat(indent)
+            )
+        };
+        let status = format!(
+            "START\t----\t----\ttimestamp=10\tlocaltime=x\t\n{}{}",
+            line(1, "START", "first", 10, ""),
+            line(1, "END GOOD", "first", 11, "")
+        );
+        let task0 = line(1, "START", "p0", 12, "");
+        let task1 = format!(
+            "{}{}{}",
+            line(1, "START", "p1", 12, ""),
+            line(2, "GOOD", "p1", 13, "completed successfully"),
+            line(1, "END GOOD", "p1", 13, "")
+        );
+        for (rel, text) in [
+            ("status", status.as_str()),
+            ("status.0", &task0),
+            ("status.1", &task1),
+            ("first/keyval", "version=1\nbad line\nowner=me\n"),
+            ("p1/results/keyval", "ops{perf}=3\n\n"),
+        ] {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let r = JobResults::load(d).unwrap();
+        let st: Vec<(&str, &str)> = r
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.status.as_str()))
+            .collect();
+        assert_eq!(st, [("first", "GOOD"), ("p0", RUNNING), ("p1", "GOOD")]);
+        assert_eq!((r.status.as_str(), r.duration()), (RUNNING, Some(3)));
+        assert_eq!(r.nodes[0].keyval.len(), 2);
+        assert_eq!(r.nodes[0].keyval["owner"].to_string(), "me");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].ends_with("first/keyval line 2: Invalid format line: bad line"),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(r.nodes[2].iterations[0].perf["ops"], 3.0);
+        assert!(matches!(
+            JobResults::load(&d.join("first")),
+            Err(ResultsError::NotAJobFolder(_))
+        ));
+        assert!(matches!(
+            JobResults::load(&d.join("nowhere")),
+            Err(ResultsError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn iterations_as_tko_reads_them() {
+        let text = "label{attr}=lbl\n\nratio{perf}=0.30000000000000004\nthroughput{perf}=20\nwhole{perf}=3.0\n\n\nplain=7\nbad{perf}=abc\nodd{xyz}=1\nnoequals\n  spaced{perf}= 1e3 \nk{a}{perf}=2\n";
+        let its = parse_iterations(text);
+        assert_eq!(its.len(), 4);
+        assert_eq!(its[0].attr["label"], "lbl");
+        assert!(its[0].perf.is_empty());
+        assert_eq!(its[1].perf["throughput"], 20.0);
+        assert_eq!(its[1].perf["ratio"], 0.30000000000000004);
+        assert_eq!(its[2], Iteration::default());
+        assert_eq!(its[3].perf.len(), 3, "{:?}", its[3]);
+        assert_eq!(its[3].perf["plain"], 7.0);
+        assert_eq!(its[3].perf["spaced"], 1000.0);
+        assert_eq!(its[3].perf["k{a}"], 2.0);
+        assert!(its[3].attr.is_empty());
+        // A record with nothing after its last line still counts; an empty tail does not.
+        assert_eq!(parse_iterations("a=1").len(), 1);
+        assert_eq!(parse_iterations("a=1\n").len(), 1);
+        assert_eq!(parse_iterations("a=1\n\n").len(), 1);
+        assert_eq!(parse_iterations("").len(), 0);
+    }
+
+    #[test]
+    fn python_float() {
+        for (s, v) in [
+            ("1", 1.0),
+            (" 2.5 ", 2.5),
+            ("-1e3", -1000.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+        ] {
+            assert_eq!(py_float(s), Some(v), "{s}");
+        }
+        assert!(py_float("inf").unwrap().is_infinite());
+        assert!(py_float("nan").unwrap().is_nan());
+        for s in ["", "abc", "0x10", "1,5"] {
+            assert_eq!(py_float(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn perf_samples_per_key() {
+        let node = Node {
+            kind: Kind::Test,
+            name: "t".into(),
+            subdir: Some("t".into()),
+            depth: 0,
+            parent: None,
+            status: "GOOD".into(),
+            reason: String::new(),
+            started: None,
+            finished: None,
+            keyval: Map::new(),
+            iterations: parse_iterations("a=1\nb=2\nc=nan\n\nlabel{attr}=x\n\na=3\nb=inf\n\n"),
+        };
+        let s = node.perf_samples();
+        assert_eq!(s["a"], [1.0, 3.0]);
+        assert_eq!(s["b"], [2.0]);
+        assert!(!s.contains_key("c"));
+    }
+}
