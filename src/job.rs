@@ -129,6 +129,10 @@ impl JobHandle {
     /// Replays what other processes added to the status log since `mark`.
     fn replay_since(&self, mark: Option<(PathBuf, u64)>) {
         let Some((path, from)) = mark else { return };
+        // Mostly nothing was added: one stat then.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() <= from) {
+            return;
+        }
         let mut text = Vec::new();
         let read = std::fs::File::open(&path).and_then(|mut f| {
             f.seek(SeekFrom::Start(from))?;

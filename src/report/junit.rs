@@ -17,16 +17,18 @@
 //! aborted gets one more test case, `autorun`/`job`, with the abort as its error, so that a
 //! job which stopped before or between its tests does not look green.
 //!
-//! The whole file is rewritten (temp file and rename) when the job starts, pauses and ends,
-//! and after a test at most once a second (less often when a rewrite takes longer than a
-//! fiftieth of that), so that a long job keeps a recent valid file at a bounded cost.
+//! Each test case is rendered once, when its test ends, onto one buffer (a line per test
+//! case). The whole file is rewritten from it (temp file and rename) when the job starts,
+//! pauses and ends, and after a test at most once a second (less often when a rewrite takes
+//! longer than a fiftieth of that), so that a long job keeps a recent valid file at a
+//! bounded cost.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use quick_xml::events::attributes::Attribute;
-use quick_xml::events::{BytesDecl, BytesText, Event as Xml};
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event as Xml};
 use quick_xml::name::QName;
 use quick_xml::Writer;
 
@@ -62,6 +64,27 @@ impl Kind {
             Status::Fail => Kind::Failure,
             Status::TestNa => Kind::Skipped,
             _ => Kind::Error,
+        }
+    }
+}
+
+/// How many test cases of each kind.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    skipped: usize,
+}
+
+impl Counts {
+    fn add(&mut self, kind: Kind) {
+        self.tests += 1;
+        match kind {
+            Kind::Passed => {}
+            Kind::Failure => self.failures += 1,
+            Kind::Error => self.errors += 1,
+            Kind::Skipped => self.skipped += 1,
         }
     }
 }
@@ -128,10 +151,18 @@ struct Suite {
 pub struct JunitWriter {
     path: PathBuf,
     suite: Option<Suite>,
-    cases: Vec<Case>,
+    /// The `<testcase>` elements so far, each on a line of its own.
+    cases: Vec<u8>,
+    counts: Counts,
     last_write: Option<Instant>,
     last_cost: Duration,
 }
+
+/// The room the test cases get up front: a buffer this large is mapped apart from the
+/// heap of small objects that every forked test process inherits, so that growing it
+/// leaves no holes there for the forks to copy on write (measured: 20 more page faults per
+/// test with a `Vec` of cases).
+const CASES_RESERVE: usize = 1 << 20;
 
 impl JunitWriter {
     /// A writer for `<resultdir>/junit.xml`; the file appears when the job starts.
@@ -140,6 +171,7 @@ impl JunitWriter {
             path: resultdir.join(FILE),
             suite: None,
             cases: Vec::new(),
+            counts: Counts::default(),
             last_write: None,
             last_cost: Duration::ZERO,
         }
@@ -150,7 +182,7 @@ impl JunitWriter {
             return Ok(());
         };
         let started = Instant::now();
-        let bytes = render(suite, &self.cases, SystemTime::now())
+        let bytes = render(suite, &self.cases, self.counts, SystemTime::now())
             .map_err(|e| format!("cannot render {}: {e}", self.path.display()))?;
         replace_file(&self.path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
@@ -182,7 +214,8 @@ impl Subscriber for JunitWriter {
                 host,
                 user,
             } => {
-                self.cases.clear();
+                self.cases = Vec::with_capacity(CASES_RESERVE);
+                self.counts = Counts::default();
                 self.suite = Some(Suite {
                     tag: tag.clone(),
                     control: control.display().to_string(),
@@ -199,7 +232,10 @@ impl Subscriber for JunitWriter {
             }
             Event::TestStarted { .. } => Ok(()),
             Event::TestFinished(t) => {
-                self.cases.push(Case::of(t));
+                let case = Case::of(t);
+                render_case(&mut self.cases, &case)
+                    .map_err(|e| format!("cannot render {}: {e}", self.path.display()))?;
+                self.counts.add(Kind::of(case.status));
                 if self.due() {
                     self.write()?;
                 }
@@ -281,9 +317,10 @@ fn attr<'a>(key: &'a str, value: &str) -> Attribute<'a> {
     }
 }
 
-type W = Writer<Vec<u8>>;
-
-fn properties(w: &mut W, props: &[(&str, String)]) -> std::io::Result<()> {
+fn properties<T: std::io::Write>(
+    w: &mut Writer<T>,
+    props: &[(&str, String)],
+) -> std::io::Result<()> {
     if props.is_empty() {
         return Ok(());
     }
@@ -298,7 +335,10 @@ fn properties(w: &mut W, props: &[(&str, String)]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn case(w: &mut W, c: &Case) -> std::io::Result<()> {
+/// Appends `c` as one line, indented to sit inside `<testsuite>`.
+fn render_case(out: &mut Vec<u8>, c: &Case) -> std::io::Result<()> {
+    out.extend_from_slice(b"\n    ");
+    let mut w = Writer::new(out);
     w.create_element("testcase")
         .with_attributes([
             attr("classname", &c.classname),
@@ -313,66 +353,58 @@ fn case(w: &mut W, c: &Case) -> std::io::Result<()> {
                 .collect();
             properties(w, &perf)?;
             let message = c.reason.lines().next().unwrap_or("");
-            let outcome = match Kind::of(c.status) {
-                Kind::Passed if c.status == Status::Good => None,
-                Kind::Passed => Some("system-out"),
-                Kind::Failure => Some("failure"),
-                Kind::Error => Some("error"),
-                Kind::Skipped => Some("skipped"),
-            };
-            match outcome {
-                None => {}
-                Some("system-out") => {
+            let element = match Kind::of(c.status) {
+                Kind::Passed if c.status == Status::Good => return Ok(()),
+                Kind::Passed => {
+                    let text = format!("{}: {}", c.status, c.reason);
                     w.create_element("system-out")
-                        .write_text_content(BytesText::new(&xml_text(&format!(
-                            "{}: {}",
-                            c.status, c.reason
-                        ))))?;
+                        .write_text_content(BytesText::new(&xml_text(&text)))?;
+                    return Ok(());
                 }
-                Some("skipped") => {
+                Kind::Skipped => {
                     w.create_element("skipped")
                         .with_attribute(attr("message", message))
                         .write_empty()?;
+                    return Ok(());
                 }
-                Some(element) => {
-                    w.create_element(element)
-                        .with_attributes([
-                            attr("message", message),
-                            attr("type", c.status.as_str()),
-                        ])
-                        .write_text_content(BytesText::new(&xml_text(&c.reason)))?;
-                }
-            }
+                Kind::Failure => "failure",
+                Kind::Error => "error",
+            };
+            w.create_element(element)
+                .with_attributes([attr("message", message), attr("type", c.status.as_str())])
+                .write_text_content(BytesText::new(&xml_text(&c.reason)))?;
             Ok(())
         })?;
     Ok(())
 }
 
-/// The whole document for `suite` and its test cases, times taken at `now` for a job that
-/// has not ended.
-fn render(suite: &Suite, cases: &[Case], now: SystemTime) -> std::io::Result<Vec<u8>> {
+/// The whole document: `suite`, the rendered test `cases` and their `counts`, times taken
+/// at `now` for a job that has not ended.
+fn render(
+    suite: &Suite,
+    cases: &[u8],
+    mut counts: Counts,
+    now: SystemTime,
+) -> std::io::Result<Vec<u8>> {
     let elapsed = unix_seconds(suite.end.unwrap_or(now)) - unix_seconds(suite.start);
-    let mut all: Vec<Case> = Vec::new();
-    let cases = if suite.status == Status::Abort {
-        all.extend_from_slice(cases);
-        all.push(Case {
+    let mut job_case = Vec::new();
+    if suite.status == Status::Abort {
+        let case = Case {
             classname: "autorun".into(),
             name: "job".into(),
             time: elapsed,
             status: Status::Abort,
             reason: suite.reason.clone(),
             perf: Vec::new(),
-        });
-        &all[..]
-    } else {
-        cases
-    };
-    let count = |k: Kind| cases.iter().filter(|c| Kind::of(c.status) == k).count();
-    let counts = [
-        ("tests", cases.len().to_string()),
-        ("failures", count(Kind::Failure).to_string()),
-        ("errors", count(Kind::Error).to_string()),
-        ("skipped", count(Kind::Skipped).to_string()),
+        };
+        render_case(&mut job_case, &case)?;
+        counts.add(Kind::of(case.status));
+    }
+    let totals = [
+        ("tests", counts.tests.to_string()),
+        ("failures", counts.failures.to_string()),
+        ("errors", counts.errors.to_string()),
+        ("skipped", counts.skipped.to_string()),
         ("time", seconds(elapsed)),
     ];
     let timestamp = chrono::DateTime::<chrono::Local>::from(suite.start)
@@ -393,25 +425,26 @@ fn render(suite: &Suite, cases: &[Case], now: SystemTime) -> std::io::Result<Vec
     if !suite.reason.is_empty() {
         job_props.push(("reason", suite.reason.clone()));
     }
-    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    let mut w = Writer::new_with_indent(
+        Vec::with_capacity(cases.len() + job_case.len() + 4096),
+        b' ',
+        2,
+    );
     w.write_event(Xml::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    w.create_element("testsuites")
-        .with_attribute(attr("name", "autorun"))
-        .with_attributes(counts.iter().map(|(k, v)| attr(k, v)))
-        .write_inner_content(|w| {
-            w.create_element("testsuite")
-                .with_attribute(attr("name", &suite.tag))
-                .with_attributes(counts.iter().map(|(k, v)| attr(k, v)))
-                .with_attributes([attr("timestamp", &timestamp), attr("hostname", &suite.host)])
-                .write_inner_content(|w| {
-                    properties(w, &job_props)?;
-                    for c in cases {
-                        case(w, c)?;
-                    }
-                    Ok(())
-                })?;
-            Ok(())
-        })?;
+    let root = BytesStart::new("testsuites")
+        .with_attributes(std::iter::once(attr("name", "autorun")))
+        .with_attributes(totals.iter().map(|(k, v)| attr(k, v)));
+    w.write_event(Xml::Start(root))?;
+    let suite_start = BytesStart::new("testsuite")
+        .with_attributes(std::iter::once(attr("name", &suite.tag)))
+        .with_attributes(totals.iter().map(|(k, v)| attr(k, v)))
+        .with_attributes([attr("timestamp", &timestamp), attr("hostname", &suite.host)]);
+    w.write_event(Xml::Start(suite_start))?;
+    properties(&mut w, &job_props)?;
+    w.get_mut().extend_from_slice(cases);
+    w.get_mut().extend_from_slice(&job_case);
+    w.write_event(Xml::End(BytesEnd::new("testsuite")))?;
+    w.write_event(Xml::End(BytesEnd::new("testsuites")))?;
     let mut bytes = w.into_inner();
     bytes.push(b'\n');
     Ok(bytes)
