@@ -2,7 +2,8 @@
 //!
 //! The job process runs the control file; each `job.run_test` runs the test in a forked
 //! process of its own ([`child`]), which drives the [`lifecycle`] through a
-//! [`script_test::ScriptTest`].
+//! [`script_test::ScriptTest`]. The job process sends [`events`] to subscribers, such as
+//! the [`report`] writers (`results.json`, `junit.xml`).
 
 pub mod api;
 pub mod args;

@@ -512,3 +512,46 @@ fn b() { job.run_test("t", #{tag: "second"}); }
     let root = junit(&run.resultdir);
     assert_eq!(check_junit(&root, false).num("tests"), 2.0);
 }
+
+/// The fenced ```json blocks of docs/results-json.md: the example, then the JSON Schema.
+fn doc_json_blocks() -> Vec<serde_json::Value> {
+    let doc = include_str!("../docs/results-json.md");
+    doc.split("```json\n")
+        .skip(1)
+        .map(|b| {
+            let text = b.split("\n```").next().unwrap();
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{e} in\n{text}"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_documented_example_and_schema_match_the_types() {
+    let blocks = doc_json_blocks();
+    assert_eq!(blocks.len(), 2);
+    let example: Results = serde_json::from_value(blocks[0].clone()).unwrap();
+    assert_eq!(example.tests.len(), 2);
+    // Every field of the types is a required property of the schema, and nothing else.
+    let schema = &blocks[1];
+    let back = serde_json::to_value(&example).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let required = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&back), required(schema));
+    assert_eq!(keys(&back["job"]), required(&schema["$defs"]["job"]));
+    assert_eq!(keys(&back["tests"][0]), required(&schema["$defs"]["test"]));
+    let it = &schema["$defs"]["test"]["properties"]["iterations"]["items"];
+    assert_eq!(keys(&back["tests"][0]["iterations"][0]), required(it));
+}
