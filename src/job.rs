@@ -2,20 +2,23 @@
 //! (`run_test`, `run_group`, `record`), shared by the job process and test processes.
 
 use std::cell::RefCell;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::SystemTime;
 
 use rhai::{Dynamic, Map};
 
 use crate::args::RunArgs;
 use crate::child::{self, ChildEnd, TestSpec};
 use crate::discovery;
+use crate::events::{Event, Events, FinishedTest, Subscriber};
 use crate::lifecycle::TestPaths;
 use crate::logging;
 use crate::outcome::Outcome;
 use crate::state::{Props, StateFile};
 use crate::status::Status;
-use crate::status_log::{Entry, StatusLog};
+use crate::status_log::{self, Entry, StatusLog};
 
 /// What a job is, in a form that crosses into test processes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -68,6 +71,8 @@ pub struct Job {
     pub log: StatusLog,
     /// `job.profilers`.
     pub profilers: crate::profilers::ProfilersHandle,
+    /// The report writers and other subscribers to the job's events (none in forks).
+    pub events: Events,
 }
 
 /// The job as scripts hold it (`job`).
@@ -87,7 +92,82 @@ impl JobHandle {
             info,
             log,
             profilers: Default::default(),
+            events: Events::default(),
         })))
+    }
+
+    /// Adds a subscriber to the job's events.
+    pub fn subscribe(&self, s: Box<dyn Subscriber>) {
+        self.0.borrow_mut().events.subscribe(s);
+    }
+
+    /// Sends `event` to the job's subscribers (a no-op outside the job process).
+    pub fn emit(&self, event: &Event) {
+        self.0.borrow_mut().events.emit(event);
+    }
+
+    /// Emits the tests that `log`, status lines written by forked processes (parallel
+    /// tasks, a test's own process), holds from START to END.
+    pub fn replay(&self, log: &str) {
+        let mut j = self.0.borrow_mut();
+        let resultdir = j.info.resultdir.clone();
+        j.events.replay(&resultdir, log);
+    }
+
+    /// Where the status log ends now, for [`JobHandle::replay_since`]; `None` when no one
+    /// listens to the events.
+    fn status_mark(&self) -> Option<(PathBuf, u64)> {
+        let j = self.0.borrow();
+        if !j.events.live() {
+            return None;
+        }
+        let path = j.info.resultdir.join(&j.info.status_file);
+        let len = std::fs::metadata(&path).map(|m| m.len()).ok()?;
+        Some((path, len))
+    }
+
+    /// Replays what other processes added to the status log since `mark`.
+    fn replay_since(&self, mark: Option<(PathBuf, u64)>) {
+        let Some((path, from)) = mark else { return };
+        // Mostly nothing was added: one stat then.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() <= from) {
+            return;
+        }
+        let mut text = Vec::new();
+        let read = std::fs::File::open(&path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(from))?;
+            f.read_to_end(&mut text)
+        });
+        match read {
+            Ok(0) => {}
+            Ok(_) => self.replay(&String::from_utf8_lossy(&text)),
+            Err(e) => logging::warning("job", &format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Emits the end of a test this process ran, its END already recorded.
+    fn test_finished(
+        &self,
+        subdir: &str,
+        op: &str,
+        status: Status,
+        reason: &str,
+        start: SystemTime,
+    ) {
+        if !self.0.borrow().events.live() {
+            return;
+        }
+        let resultdir = self.0.borrow().info.resultdir.clone();
+        let test = FinishedTest::read(
+            &resultdir,
+            subdir,
+            op,
+            status,
+            &status_log::logged_message(reason),
+            start,
+            SystemTime::now(),
+        );
+        self.emit(&Event::TestFinished(test));
     }
 
     /// A copy of the job's description.
@@ -241,6 +321,13 @@ impl JobHandle {
                 .push(("timeout".into(), crate::keyval::py_str(&timeout_value(t))));
         }
         self.record(&start).map_err(abort)?;
+        let started = SystemTime::now();
+        let mark = self.status_mark();
+        self.emit(&Event::TestStarted {
+            name: op.clone(),
+            subdir: subdir.clone(),
+            start: started,
+        });
         let end = match discovery::find(name, &info.test_dirs) {
             None => ChildEnd::Finished(Some(Outcome::new(
                 Status::Error,
@@ -261,6 +348,8 @@ impl JobHandle {
                 child::run(spec, run_args.timeout, crate::runner::test_process)
             }
         };
+        // The tests it ran in its own process (nested tests) ended before it did.
+        self.replay_since(mark);
         let outcome = match end {
             ChildEnd::Finished(o) => o,
             ChildEnd::Failed(o) => Some(o),
@@ -270,6 +359,7 @@ impl JobHandle {
                     .map_err(abort)?;
                 self.record(&Entry::new("END ABORT", Some(&subdir), Some(&op), ""))
                     .map_err(abort)?;
+                self.test_finished(&subdir, &op, Status::Abort, &msg, started);
                 return Err(abort(msg));
             }
         };
@@ -284,11 +374,19 @@ impl JobHandle {
                 .map_err(abort)?;
                 self.record(&Entry::new("END GOOD", Some(&subdir), Some(&op), ""))
                     .map_err(abort)?;
+                self.test_finished(
+                    &subdir,
+                    &op,
+                    Status::Good,
+                    "completed successfully",
+                    started,
+                );
                 Ok(Status::Good)
             }
             Some(o) if o.status == Status::Abort => {
                 self.record(&Entry::new("END ABORT", Some(&subdir), Some(&op), ""))
                     .map_err(abort)?;
+                self.test_finished(&subdir, &op, Status::Abort, &o.message, started);
                 Err(o)
             }
             Some(o) => {
@@ -302,6 +400,7 @@ impl JobHandle {
                     "",
                 ))
                 .map_err(abort)?;
+                self.test_finished(&subdir, &op, o.status, &o.message, started);
                 Ok(o.status)
             }
         }

@@ -1,6 +1,7 @@
 //! Keyval files in autotest's format: `key=value` lines in sorted key order, appended one
 //! block per write, plus the Python-like rendering of values (`str()` and `repr()`).
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -193,30 +194,69 @@ pub fn write_map(path: &Path, map: &Map, tag: Tag) -> Result<(), KeyvalError> {
     append(path, &text)
 }
 
+/// A keyval value as autotest's `read_keyval` types it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// `^\d+$`.
+    Int(i64),
+    /// `^(\d+\.)?\d+$`.
+    Float(f64),
+    /// Anything else, kept as written.
+    Text(String),
+}
+
+impl Value {
+    /// Types `v` as autotest does: `^\d+$` an int, `^(\d+\.)?\d+$` a float, else a string.
+    pub fn parse(v: &str) -> Value {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(v) {
+            if let Ok(i) = v.parse::<i64>() {
+                return Value::Int(i);
+            }
+        }
+        let is_float = match v.split_once('.') {
+            Some((a, b)) => digits(a) && digits(b),
+            None => false,
+        };
+        if is_float {
+            if let Ok(f) = v.parse::<f64>() {
+                return Value::Float(f);
+            }
+        }
+        Value::Text(v.to_string())
+    }
+}
+
 /// A keyval value parsed as autotest does: `^\d+$` an int, `^(\d+\.)?\d+$` a float, else a
 /// string kept as written.
 pub fn parse_value(v: &str) -> Dynamic {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if digits(v) {
-        if let Ok(i) = v.parse::<rhai::INT>() {
-            return Dynamic::from_int(i);
-        }
+    match Value::parse(v) {
+        Value::Int(i) => Dynamic::from_int(i),
+        Value::Float(f) => Dynamic::from_float(f),
+        Value::Text(s) => Dynamic::from(s),
     }
-    let is_float = match v.split_once('.') {
-        Some((a, b)) => digits(a) && digits(b),
-        None => false,
-    };
-    if is_float {
-        if let Ok(f) = v.parse::<f64>() {
-            return Dynamic::from_float(f);
-        }
-    }
-    Dynamic::from(v.to_string())
 }
 
 /// Reads keyval text into `(key, value)` pairs in file order. Comments (`#...`) and blank
 /// lines are skipped; `{perf}`/`{attr}` suffixes are kept in the keys.
 pub fn parse(text: &str) -> Result<Vec<(String, Dynamic)>, KeyvalError> {
+    Ok(lines(text)?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), parse_value(v)))
+        .collect())
+}
+
+/// Reads keyval text into a typed map, as `read_keyval`: the last duplicate wins.
+pub fn parse_values(text: &str) -> Result<BTreeMap<String, Value>, KeyvalError> {
+    Ok(lines(text)?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::parse(v)))
+        .collect())
+}
+
+/// The `key=value` lines of keyval text, checked, comments and blank lines skipped.
+fn lines(text: &str) -> Result<Vec<(&str, &str)>, KeyvalError> {
     let mut out = Vec::new();
     for raw in text.lines() {
         let line = match raw.find('#') {
@@ -237,9 +277,60 @@ pub fn parse(text: &str) -> Result<Vec<(String, Dynamic)>, KeyvalError> {
         if !valid_key(bare) {
             return Err(KeyvalError::BadLine(raw.to_string()));
         }
-        out.push((key.to_string(), parse_value(value)));
+        out.push((key, value));
     }
     Ok(out)
+}
+
+/// One record of an iteration keyval file (`results/keyval`), as autotest's results
+/// parser (tko) reads it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Iteration {
+    /// The `{attr}` keys, values as written.
+    pub attr: BTreeMap<String, String>,
+    /// The `{perf}` keys (and untyped ones), values as floats.
+    pub perf: BTreeMap<String, f64>,
+}
+
+/// Reads `results/keyval` text as tko's `iteration.load_from_keyval` does: each blank line
+/// ends a record (so two blank lines in a row make an empty one), `key{attr}=v` is an
+/// attribute, `key{perf}=v` and untyped `key=v` are perf values read as floats. Lines tko
+/// would skip with a warning (another type tag, a perf value that is no number) are
+/// skipped, and so are perf values JSON cannot hold (`nan`, `inf`).
+pub fn iterations(text: &str) -> Vec<Iteration> {
+    let mut out = Vec::new();
+    let mut current = Iteration::default();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() {
+            out.push(std::mem::take(&mut current));
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let (key, tag) = match key.strip_suffix('}').and_then(|k| k.rsplit_once('{')) {
+            Some((k, t)) => (k, t),
+            None => (key, "perf"),
+        };
+        match tag {
+            "attr" => {
+                current.attr.insert(key.to_string(), value.to_string());
+            }
+            "perf" => {
+                // Python's float(): blanks around the number are allowed.
+                if let Some(f) = value.trim().parse::<f64>().ok().filter(|f| f.is_finite()) {
+                    current.perf.insert(key.to_string(), f);
+                }
+            }
+            _ => {}
+        }
+    }
+    // A last record without its blank line counts when it holds something.
+    if !current.attr.is_empty() || !current.perf.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// `read_keyval(path)`: a folder means its `keyval`; a missing file is an empty map; the
@@ -312,5 +403,29 @@ mod tests {
         }
         assert_eq!(get("g{perf}").as_int().unwrap(), 2);
         assert!(parse("no equals\n").is_err());
+        let typed = parse_values("a=1\nb=1.5\nc=-1\na=2\n").unwrap();
+        assert_eq!(typed["a"], Value::Int(2));
+        assert_eq!(typed["b"], Value::Float(1.5));
+        assert_eq!(typed["c"], Value::Text("-1".into()));
+    }
+
+    #[test]
+    fn iterations_read_like_tko() {
+        let text = "label{attr}=lbl\n\nratio{perf}=0.5\nn{perf}=20\nold=3\n\n\n\
+                    x{perf}=nan\ny{perf}=abc\nz{other}=1\nw{perf}=1e3";
+        let it = iterations(text);
+        assert_eq!(it.len(), 4, "{it:?}");
+        assert_eq!(it[0].attr["label"], "lbl");
+        assert!(it[0].perf.is_empty());
+        assert_eq!(it[1].perf["ratio"], 0.5);
+        assert_eq!(it[1].perf["n"], 20.0);
+        // untyped keys are perf values
+        assert_eq!(it[1].perf["old"], 3.0);
+        // two blank lines in a row make an empty record, as in tko
+        assert_eq!(it[2], Iteration::default());
+        // unreadable or non-finite values are skipped; a last record needs no blank line
+        assert_eq!(it[3].perf.len(), 1);
+        assert_eq!(it[3].perf["w"], 1000.0);
+        assert!(iterations("").is_empty());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The job process runs the control file; each `job.run_test` runs the test in a forked
 //! process of its own ([`child`]), which drives the [`lifecycle`] through a
-//! [`script_test::ScriptTest`].
+//! [`script_test::ScriptTest`]. The job process sends [`events`] to subscribers, such as
+//! the [`report`] writers (`results.json`, `junit.xml`).
 
 pub mod api;
 pub mod args;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod constraints;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;
@@ -21,6 +23,7 @@ pub mod logging;
 pub mod outcome;
 pub mod parallel;
 pub mod profilers;
+pub mod report;
 pub mod results;
 pub mod resume;
 pub mod runner;

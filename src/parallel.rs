@@ -108,6 +108,8 @@ pub fn run(ctx: &NativeCallContext, job: &JobHandle, list: &Array) -> RhaiResult
         if let Ok(text) = std::fs::read_to_string(&path) {
             crate::keyval::append(&resultdir.join(&own_file), &text)
                 .map_err(|e| abort(e.to_string()).into_rhai())?;
+            // The task's tests ran in forks: the job's reports learn of them from their lines.
+            job.replay(&text);
         }
         let _ = std::fs::remove_file(path);
     }

@@ -10,6 +10,7 @@ use crate::cli::RunOpts;
 use crate::config;
 use crate::discovery::absolute;
 use crate::error::{exit, Error};
+use crate::events::{self, Event};
 use crate::job::{JobHandle, JobInfo};
 use crate::keyval;
 use crate::lifecycle::{self, Request, TestState};
@@ -231,12 +232,32 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let job = JobHandle::new(info);
     api::set_current_job(&job);
     child::install_signal_handlers();
+    for writer in crate::report::writers(&resultdir) {
+        job.subscribe(writer);
+    }
     let record = |e: Entry| job.record(&e).map_err(Error::Io);
+    let job_started = |start| {
+        let info = job.info();
+        job.emit(&Event::JobStarted {
+            tag: info.tag,
+            control: info.control,
+            start,
+            args: info.args,
+            host: info.hostname,
+            user: info.user,
+        });
+    };
     if opts.cont {
         logging::info(
             "job",
             &format!("Continuing the job in {}", resultdir.display()),
         );
+        // The reports start afresh from what the status log holds of the earlier runs.
+        let first = keyval::read(&resultdir.join("keyval"))
+            .ok()
+            .and_then(|kv| kv.get("job_started").and_then(|v| v.as_int().ok()));
+        job_started(first.map_or_else(std::time::SystemTime::now, events::epoch));
+        job.replay(&std::fs::read_to_string(resultdir.join("status")).unwrap_or_default());
     } else {
         logging::info(
             "job",
@@ -257,10 +278,15 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
             .save(&state)
             .map_err(|e| Error::Io(e.to_string()))?;
         record(Entry::new("START", None, None, ""))?;
+        job_started(std::time::SystemTime::now());
     }
     let engine = api::engine(job.clone());
     let stop = run_control(&engine, &job, &control, opts.cont);
     if let Err(Stop::Paused) = stop {
+        job.emit(&Event::JobPaused {
+            exit_code: exit::PAUSED,
+            at: std::time::SystemTime::now(),
+        });
         logging::pop_sink();
         eprintln!(
             "autorun: the job paused; resume it with: autorun --continue {}{}",
@@ -295,19 +321,30 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         &format!("job_finished={}\n", chrono::Local::now().timestamp()),
     );
     let log = std::fs::read_to_string(resultdir.join("status")).unwrap_or_default();
-    logging::pop_sink();
-    println!("Results are in {}", resultdir.display());
-    Ok(match aborted {
-        Some(msg) => {
-            eprintln!(
-                "autorun: the job aborted: {}",
-                msg.lines().next().unwrap_or("")
-            );
-            exit::ABORTED
-        }
+    let code = match aborted {
+        Some(_) => exit::ABORTED,
         None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
         None => exit::OK,
-    })
+    };
+    job.emit(&Event::JobFinished {
+        status: if aborted.is_some() {
+            Status::Abort
+        } else {
+            Status::Good
+        },
+        reason: aborted.clone().unwrap_or_default(),
+        exit_code: code,
+        end: std::time::SystemTime::now(),
+    });
+    logging::pop_sink();
+    println!("Results are in {}", resultdir.display());
+    if let Some(msg) = aborted {
+        eprintln!(
+            "autorun: the job aborted: {}",
+            msg.lines().next().unwrap_or("")
+        );
+    }
+    Ok(code)
 }
 
 /// What an error escaping the control file's top level (`place` = the control file) or a

@@ -234,6 +234,98 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// A message as the status log keeps it: tabs in its first line become 8 spaces.
+pub fn logged_message(message: &str) -> String {
+    match message.split_once('\n') {
+        Some((first, rest)) => format!("{}\n{rest}", first.replace('\t', "        ")),
+        None => message.replace('\t', "        "),
+    }
+}
+
+/// One test as a status log tells it: the START, the last result line for its subdir, the
+/// END. What [`finished_tests`] reads back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedTest {
+    /// The test's folder, relative to the job folder.
+    pub subdir: String,
+    /// The operation (test name with its tags).
+    pub operation: String,
+    /// The END's status.
+    pub status: Status,
+    /// The result line's message with its continuation lines (the END's message when
+    /// there is no result line).
+    pub reason: String,
+    /// The START's `timestamp`.
+    pub started: i64,
+    /// The END's `timestamp`.
+    pub ended: i64,
+}
+
+/// The tests whose START and END are both in `log`, in the order of their ENDs (a nested
+/// test before the test that ran it). Groups (no subdir) and blocks left open are skipped.
+pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
+    struct Open {
+        line: ParsedLine,
+        result: Option<String>,
+    }
+    let timestamp = |l: &ParsedLine| {
+        l.fields
+            .iter()
+            .find(|(k, _)| k == "timestamp")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut open: Vec<Open> = Vec::new();
+    let mut out = Vec::new();
+    // True while continuation lines belong to the innermost block's result line.
+    let mut continuing = false;
+    for raw in log.lines() {
+        if let Some(more) = raw.strip_prefix("  ") {
+            if let (
+                true,
+                Some(Open {
+                    result: Some(r), ..
+                }),
+            ) = (continuing, open.last_mut())
+            {
+                r.push('\n');
+                r.push_str(more);
+            }
+            continue;
+        }
+        continuing = false;
+        let Some(line) = parse_line(raw) else {
+            continue;
+        };
+        if line.code == "START" {
+            open.push(Open { line, result: None });
+        } else if let Some(code) = line.code.strip_prefix("END ") {
+            let Some(block) = open.pop() else { continue };
+            let (Some(subdir), Some(operation), Ok(status)) = (
+                block.line.subdir.clone(),
+                block.line.operation.clone(),
+                code.parse::<Status>(),
+            ) else {
+                continue;
+            };
+            out.push(LoggedTest {
+                subdir,
+                operation,
+                status,
+                reason: block.result.unwrap_or(line.message.clone()),
+                started: timestamp(&block.line),
+                ended: timestamp(&line),
+            });
+        } else if let Some(block) = open.last_mut() {
+            if line.subdir.is_some() && line.subdir == block.line.subdir {
+                block.result = Some(line.message);
+                continuing = true;
+            }
+        }
+    }
+    out
+}
+
 /// True when the status log holds an `END FAIL` or `END ERROR` line: the run exits 1.
 pub fn has_failed_end(log: &str) -> bool {
     log.lines().any(|l| {
@@ -308,6 +400,50 @@ mod tests {
         let e = Entry::new("INFO", None, None, "hi");
         let p = parse_line(&e.render(0)).unwrap();
         assert_eq!(p.subdir, None);
+    }
+
+    #[test]
+    fn finished_tests_are_read_back() {
+        let mut log = String::new();
+        let mut at = |e: Entry, indent: usize, ts: i64| {
+            let mut e = e;
+            e.timestamp = ts;
+            log.push_str(&e.render(indent));
+            log.push('\n');
+        };
+        at(Entry::new("START", None, None, ""), 0, 1);
+        at(Entry::new("START", Some("p"), Some("p"), ""), 1, 2);
+        at(Entry::new("START", Some("p/c.a"), Some("c.a"), ""), 2, 3);
+        at(
+            Entry::new("FAIL", Some("p/c.a"), Some("c.a"), "boom\tx\nline 2\n"),
+            3,
+            4,
+        );
+        at(Entry::new("END FAIL", Some("p/c.a"), Some("c.a"), ""), 2, 4);
+        at(Entry::new("WARN", None, None, "careful"), 2, 5);
+        at(
+            Entry::new("GOOD", Some("p"), Some("p"), "completed successfully"),
+            2,
+            6,
+        );
+        at(Entry::new("END GOOD", Some("p"), Some("p"), ""), 1, 7);
+        at(Entry::new("START", None, Some("grp"), ""), 1, 8);
+        at(Entry::new("START", Some("q"), Some("q"), ""), 2, 8);
+        at(Entry::new("END ABORT", Some("q"), Some("q"), "why"), 2, 9);
+        at(Entry::new("END GOOD", None, Some("grp"), ""), 1, 9);
+        at(Entry::new("START", Some("open"), Some("open"), ""), 1, 10);
+        let tests = finished_tests(&log);
+        let names: Vec<&str> = tests.iter().map(|t| t.subdir.as_str()).collect();
+        assert_eq!(names, ["p/c.a", "p", "q"]);
+        assert_eq!(tests[0].status, Status::Fail);
+        assert_eq!(tests[0].operation, "c.a");
+        assert_eq!(tests[0].reason, "boom        x\nline 2\n");
+        assert_eq!(logged_message("boom\tx\nline 2\n"), tests[0].reason);
+        assert_eq!((tests[0].started, tests[0].ended), (3, 4));
+        assert_eq!(tests[1].reason, "completed successfully");
+        assert_eq!((tests[1].started, tests[1].ended), (2, 7));
+        assert_eq!(tests[2].status, Status::Abort);
+        assert_eq!(tests[2].reason, "why");
     }
 
     #[test]

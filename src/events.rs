@@ -1,0 +1,292 @@
+//! The job's event stream: what happened (the job started, a test started or finished, the
+//! job ended), sent to subscribers such as the `results.json` and `junit.xml` writers.
+//!
+//! Only the job process emits. Tests run in forked processes, and so do `job.parallel`
+//! tasks; what they run is not seen as it happens but read back from the status log once
+//! they end: the tests a top-level test ran inside its process (nested tests) from the lines
+//! it added to `status`, a parallel section's tests from each task's `status.<i>` as it is
+//! merged, and on `--continue` the tests of the earlier run from the whole log. Forks
+//! inherit the subscribers with the job's memory but never call them (see [`Events`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::keyval::{self, Iteration, Value};
+use crate::logging;
+use crate::status::Status;
+use crate::status_log::LoggedTest;
+
+/// Something that happened in the job.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The job started (or was continued).
+    JobStarted {
+        /// The job folder's name.
+        tag: String,
+        /// The control file.
+        control: PathBuf,
+        /// When the job first started.
+        start: SystemTime,
+        /// `--args`, split.
+        args: Vec<String>,
+        /// The machine's host name.
+        host: String,
+        /// Who runs the job.
+        user: String,
+    },
+    /// A test's START is in the status log.
+    TestStarted {
+        /// The operation: the test name with its tags.
+        name: String,
+        /// The test's folder, relative to the job folder.
+        subdir: String,
+        /// When it started.
+        start: SystemTime,
+    },
+    /// A test's END is in the status log.
+    TestFinished(FinishedTest),
+    /// `job.quit()`: the job stops here, to be continued with `--continue`.
+    JobPaused {
+        /// The exit code of `autorun`.
+        exit_code: i32,
+        /// When it paused.
+        at: SystemTime,
+    },
+    /// The job's END is in the status log.
+    JobFinished {
+        /// The job's END status: GOOD or ABORT.
+        status: Status,
+        /// Why it aborted (empty when it did not).
+        reason: String,
+        /// The exit code of `autorun`.
+        exit_code: i32,
+        /// When it ended.
+        end: SystemTime,
+    },
+}
+
+/// A finished test: its status-log record and what it left in its folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedTest {
+    /// The operation: the test name with its tags.
+    pub name: String,
+    /// The test's folder, relative to the job folder.
+    pub subdir: String,
+    /// Its END status.
+    pub status: Status,
+    /// The message of its result line, as the status log keeps it.
+    pub reason: String,
+    /// When it started.
+    pub start: SystemTime,
+    /// When it ended.
+    pub end: SystemTime,
+    /// The test keyval (`<subdir>/keyval`), typed as `read_keyval` does.
+    pub keyval: BTreeMap<String, Value>,
+    /// The iteration records of `<subdir>/results/keyval`.
+    pub iterations: Vec<Iteration>,
+}
+
+impl FinishedTest {
+    /// The record of a test that ended, with the keyvals read from its folder.
+    pub fn read(
+        resultdir: &Path,
+        subdir: &str,
+        name: &str,
+        status: Status,
+        reason: &str,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> FinishedTest {
+        let dir = resultdir.join(subdir);
+        let read = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                logging::warning("job", &format!("cannot read {}: {e}", path.display()));
+                String::new()
+            }
+        };
+        let keyval_path = dir.join("keyval");
+        let keyval = keyval::parse_values(&read(&keyval_path)).unwrap_or_else(|e| {
+            logging::warning("job", &format!("{}: {e}", keyval_path.display()));
+            BTreeMap::new()
+        });
+        FinishedTest {
+            name: name.to_string(),
+            subdir: subdir.to_string(),
+            status,
+            reason: reason.to_string(),
+            start,
+            end,
+            keyval,
+            iterations: keyval::iterations(&read(&dir.join("results").join("keyval"))),
+        }
+    }
+
+    /// The record of a test read back from the status log.
+    pub fn from_log(resultdir: &Path, t: &LoggedTest) -> FinishedTest {
+        FinishedTest::read(
+            resultdir,
+            &t.subdir,
+            &t.operation,
+            t.status,
+            &t.reason,
+            epoch(t.started),
+            epoch(t.ended),
+        )
+    }
+}
+
+/// `secs` seconds after the Unix epoch.
+pub fn epoch(secs: i64) -> SystemTime {
+    match u64::try_from(secs) {
+        Ok(s) => SystemTime::UNIX_EPOCH + Duration::from_secs(s),
+        Err(_) => SystemTime::UNIX_EPOCH,
+    }
+}
+
+/// Seconds since the Unix epoch, with the fraction.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Something that reacts to the job's events, such as a report writer.
+pub trait Subscriber {
+    /// A short name for error messages (`results.json`).
+    fn name(&self) -> &str;
+    /// Handles one event. An error is logged and the job goes on.
+    fn handle(&mut self, event: &Event) -> Result<(), String>;
+}
+
+/// The job's subscribers. Events reach them only in the process that created this list:
+/// forks (test processes, parallel tasks) hold a copy that stays silent.
+pub struct Events {
+    owner: u32,
+    subscribers: Vec<Box<dyn Subscriber>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            owner: std::process::id(),
+            subscribers: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("owner", &self.owner)
+            .field(
+                "subscribers",
+                &self
+                    .subscribers
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Events {
+    /// Adds a subscriber; it sees the events emitted from now on.
+    pub fn subscribe(&mut self, s: Box<dyn Subscriber>) {
+        self.subscribers.push(s);
+    }
+
+    /// True when emitting reaches someone: this is the owning process and it has
+    /// subscribers. Lets callers skip work done only to build events.
+    pub fn live(&self) -> bool {
+        !self.subscribers.is_empty() && std::process::id() == self.owner
+    }
+
+    /// Sends `event` to every subscriber, in the order they subscribed.
+    pub fn emit(&mut self, event: &Event) {
+        if !self.live() {
+            return;
+        }
+        for s in &mut self.subscribers {
+            if let Err(e) = s.handle(event) {
+                logging::error("job", &format!("{}: {e}", s.name()));
+            }
+        }
+    }
+
+    /// Emits a start and a finish for each test that `log` holds whole (see
+    /// [`crate::status_log::finished_tests`]), reading their keyvals from `resultdir`.
+    pub fn replay(&mut self, resultdir: &Path, log: &str) {
+        if !self.live() {
+            return;
+        }
+        for t in crate::status_log::finished_tests(log) {
+            self.emit(&Event::TestStarted {
+                name: t.operation.clone(),
+                subdir: t.subdir.clone(),
+                start: epoch(t.started),
+            });
+            self.emit(&Event::TestFinished(FinishedTest::from_log(resultdir, &t)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Seen(Rc<RefCell<Vec<String>>>);
+
+    impl Subscriber for Seen {
+        fn name(&self) -> &str {
+            "seen"
+        }
+        fn handle(&mut self, event: &Event) -> Result<(), String> {
+            let s = match event {
+                Event::TestStarted { subdir, .. } => format!("start {subdir}"),
+                Event::TestFinished(t) => format!(
+                    "end {} {} {:?} {}",
+                    t.subdir,
+                    t.status,
+                    t.keyval.get("k"),
+                    t.iterations.len()
+                ),
+                _ => "other".into(),
+            };
+            self.0.borrow_mut().push(s);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn replay_reads_keyvals_of_tests_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/results")).unwrap();
+        std::fs::write(dir.path().join("t/keyval"), "k=1\n").unwrap();
+        std::fs::write(
+            dir.path().join("t/results/keyval"),
+            "a{perf}=1\n\nb{perf}=2\n\n",
+        )
+        .unwrap();
+        let log = "\tSTART\tt\tt\ttimestamp=5\tlocaltime=x\t\n\
+                   \t\tGOOD\tt\tt\ttimestamp=6\tlocaltime=x\tcompleted successfully\n\
+                   \tEND GOOD\tt\tt\ttimestamp=6\tlocaltime=x\t\n";
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let mut events = Events::default();
+        assert!(!events.live());
+        events.subscribe(Box::new(Seen(seen.clone())));
+        assert!(events.live());
+        events.replay(dir.path(), log);
+        assert_eq!(
+            *seen.borrow(),
+            ["start t", "end t GOOD Some(Int(1)) 2"],
+            "{log}"
+        );
+    }
+}
