@@ -91,7 +91,7 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
             json,
             fail_on_regression,
         }) => compare::run(&a, &b, json, fail_on_regression),
-        Some(Command::Report { .. }) => Err(Error::NotSupported("autorun report")),
+        Some(Command::Report { results_dir }) => report::rebuild(&results_dir),
     };
     match result {
         Ok(code) => code,

@@ -79,7 +79,7 @@ fn lock_job_folder(dir: &Path) -> Result<fd_lock::RwLockWriteGuard<'static, std:
 }
 
 /// True when another autorun holds `dir`'s lock.
-fn folder_busy(dir: &Path) -> bool {
+pub fn folder_busy(dir: &Path) -> bool {
     let Ok(file) = std::fs::OpenOptions::new()
         .write(true)
         .open(dir.join(LOCK_FILE))

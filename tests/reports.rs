@@ -555,3 +555,59 @@ fn the_documented_example_and_schema_match_the_types() {
     let it = &schema["$defs"]["test"]["properties"]["iterations"]["items"];
     assert_eq!(keys(&back["tests"][0]["iterations"][0]), required(it));
 }
+
+#[test]
+fn autorun_report_rebuilds_the_reports_from_the_folder() {
+    let run = Job::new(
+        r#"
+job.run_test("t", #{tag: "ok"});
+job.run_test("f", #{tag: "bad"});
+"#,
+    )
+    .test(
+        "t",
+        "fn run_once() { this.write_perf_keyval(#{ x: this.iteration * 1.5 }); }",
+    )
+    .test("f", "fn run_once() { test_fail(\"no\"); }")
+    .finish();
+    let live = results(&run.resultdir);
+    let live_junit = std::fs::read_to_string(run.resultdir.join("junit.xml")).unwrap();
+    std::fs::remove_file(run.resultdir.join("results.json")).unwrap();
+    std::fs::remove_file(run.resultdir.join("junit.xml")).unwrap();
+    let out = assert_cmd::Command::cargo_bin("autorun")
+        .unwrap()
+        .arg("report")
+        .arg(&run.resultdir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rebuilt = results(&run.resultdir);
+    assert_eq!(rebuilt.job.status, live.job.status);
+    assert_eq!(rebuilt.job.exit_code, live.job.exit_code);
+    let view = |r: &Results| -> Vec<(String, Status, String, usize)> {
+        r.tests
+            .iter()
+            .map(|t| {
+                (
+                    t.subdir.clone(),
+                    t.status,
+                    t.reason.clone(),
+                    t.iterations.len(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(view(&rebuilt), view(&live));
+    let cases = |x: &str| x.matches("<testcase").count();
+    let rebuilt_junit = std::fs::read_to_string(run.resultdir.join("junit.xml")).unwrap();
+    assert_eq!(cases(&rebuilt_junit), cases(&live_junit));
+    check_junit(&junit(&run.resultdir), true);
+    // not a job folder: one sentence, exit 64
+    let out = assert_cmd::Command::cargo_bin("autorun")
+        .unwrap()
+        .args(["report", "/nonexistent/job"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a job folder"));
+}

@@ -1,5 +1,6 @@
 //! The job's reports, one file per format, each a [`Subscriber`] to the job's events:
-//! `results.json` ([`json`]) and `junit.xml` ([`junit`]).
+//! `results.json` ([`json`]) and `junit.xml` ([`junit`]). `autorun report DIR` rebuilds
+//! them from a job folder's status log and keyval files ([`rebuild`]).
 
 pub mod json;
 pub mod junit;
@@ -7,7 +8,10 @@ pub mod junit;
 use std::io::Write;
 use std::path::Path;
 
-use crate::events::Subscriber;
+use crate::error::{exit, Error};
+use crate::events::{Event, Events, Subscriber};
+use crate::status::Status;
+use crate::status_log;
 
 /// The report writers every job has, writing into the job folder `resultdir`.
 pub fn writers(resultdir: &Path) -> Vec<Box<dyn Subscriber>> {
@@ -38,4 +42,82 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Seconds rounded to the millisecond, as the reports write times.
 pub fn millis(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
+}
+
+/// `autorun report DIR`: rewrites `results.json` and `junit.xml` of a finished or
+/// interrupted job from its `status` and keyval files, by replaying them as events.
+pub fn rebuild(dir: &Path) -> Result<i32, Error> {
+    let status = dir.join("status");
+    let log = std::fs::read_to_string(&status).map_err(|e| {
+        Error::Usage(format!(
+            "{} is not a job folder: cannot read {}: {e}",
+            dir.display(),
+            status.display()
+        ))
+    })?;
+    if crate::runner::folder_busy(dir) {
+        return Err(Error::JobFolderBusy(dir.to_path_buf()));
+    }
+    let keyval = crate::keyval::read(&dir.join("keyval")).unwrap_or_default();
+    let text = |k: &str| keyval.get(k).map(|v| v.to_string()).unwrap_or_default();
+    let first = status_log::parse_line(log.lines().next().unwrap_or(""));
+    let started = keyval
+        .get("job_started")
+        .and_then(|v| v.as_int().ok())
+        .or_else(|| first.as_ref().and_then(timestamp))
+        .unwrap_or(0);
+    let mut events = Events::default();
+    for w in writers(dir) {
+        events.subscribe(w);
+    }
+    events.emit(&Event::JobStarted {
+        tag: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        control: dir.join("control"),
+        start: crate::events::epoch(started),
+        args: Vec::new(),
+        host: text("hostname"),
+        user: text("user"),
+    });
+    events.replay(dir, &log);
+    let end = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("END "))
+        .and_then(status_log::parse_line);
+    if let Some(end) = end {
+        let status: Status = end
+            .code
+            .trim_start_matches("END ")
+            .parse()
+            .unwrap_or(Status::Abort);
+        let exit_code = if status == Status::Abort {
+            exit::ABORTED
+        } else if status_log::has_failed_end(&log) {
+            exit::TEST_FAILED
+        } else {
+            exit::OK
+        };
+        events.emit(&Event::JobFinished {
+            status,
+            reason: end.message.clone(),
+            exit_code,
+            end: crate::events::epoch(timestamp(&end).unwrap_or(started)),
+        });
+    }
+    println!(
+        "Rewrote {} and {}",
+        dir.join("results.json").display(),
+        dir.join("junit.xml").display()
+    );
+    Ok(exit::OK)
+}
+
+fn timestamp(line: &status_log::ParsedLine) -> Option<i64> {
+    line.fields
+        .iter()
+        .find(|(k, _)| k == "timestamp")
+        .and_then(|(_, v)| v.parse().ok())
 }
