@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use rhai::{Array, Dynamic, Map};
 
 use crate::keyval;
-use crate::logging;
 use crate::status_log::{self, ParsedLine};
 
 /// The status of a job or test whose END line has not been written.
@@ -28,14 +27,8 @@ pub enum ResultsError {
     Io(PathBuf, std::io::Error),
 }
 
-/// One record of a test's `results/keyval`: what one `write_*_keyval` call wrote.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Iteration {
-    /// `key{attr}=value` lines, the values as written.
-    pub attr: BTreeMap<String, String>,
-    /// `key{perf}=value` and untyped `key=value` lines, the values as floats.
-    pub perf: BTreeMap<String, f64>,
-}
+/// One iteration record of `results/keyval` (the same type the reports use).
+pub use crate::keyval::Iteration;
 
 /// What a START line opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,62 +270,10 @@ fn read_keyval_lenient(path: &Path, warnings: &mut Vec<String>) -> Result<Map, R
     Ok(map)
 }
 
-/// Parses a `results/keyval` as tko does: each blank line closes one iteration (even an
-/// empty one), and a last record without a blank line after it counts if it holds
-/// anything. `key{attr}=v` goes to `attr`; `key{perf}=v` and untyped `key=v` go to `perf`
-/// when `v` reads as a float; other lines are left out with a DEBUG log line.
+/// Parses a `results/keyval` as tko does (see [`crate::keyval::iterations`], shared with
+/// the reports).
 pub fn parse_iterations(text: &str) -> Vec<Iteration> {
-    let mut out = Vec::new();
-    let mut cur = Iteration::default();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() {
-            out.push(std::mem::take(&mut cur));
-            continue;
-        }
-        if let Err(why) = parse_iteration_line(line, &mut cur) {
-            logging::debug(
-                "results",
-                &format!("iteration keyval line '{line}' could not be parsed: {why}"),
-            );
-        }
-    }
-    if !cur.attr.is_empty() || !cur.perf.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// One non-blank line of `results/keyval` into `it` (tko's `parse_line_into_dicts`: the
-/// typed form `^([^=]*)\{(\w*)\}=(.*)$`, else the untyped `^([^=]*)=(.*)$` as perf).
-fn parse_iteration_line(line: &str, it: &mut Iteration) -> Result<(), &'static str> {
-    let (lhs, value) = line.split_once('=').ok_or("no '='")?;
-    let typed = lhs.strip_suffix('}').and_then(|l| {
-        let open = l.rfind('{')?;
-        let tag = &l[open + 1..];
-        tag.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            .then(|| (&l[..open], tag))
-    });
-    let (key, tag) = typed.unwrap_or((lhs, "perf"));
-    match tag {
-        "attr" => {
-            it.attr.insert(key.to_string(), value.to_string());
-            Ok(())
-        }
-        "perf" => {
-            let v = py_float(value).ok_or("the value is not a number")?;
-            it.perf.insert(key.to_string(), v);
-            Ok(())
-        }
-        _ => Err("unknown type tag"),
-    }
-}
-
-/// Python's `float(text)`: surrounding whitespace allowed, `1e3`, `.5`, `5.`, `inf` and
-/// `nan` accepted.
-fn py_float(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok()
+    crate::keyval::iterations(text)
 }
 
 fn opt_int(v: Option<i64>) -> Dynamic {
@@ -667,24 +608,6 @@ END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (lin
         assert_eq!(parse_iterations("a=1\n").len(), 1);
         assert_eq!(parse_iterations("a=1\n\n").len(), 1);
         assert_eq!(parse_iterations("").len(), 0);
-    }
-
-    #[test]
-    fn python_float() {
-        for (s, v) in [
-            ("1", 1.0),
-            (" 2.5 ", 2.5),
-            ("-1e3", -1000.0),
-            (".5", 0.5),
-            ("5.", 5.0),
-        ] {
-            assert_eq!(py_float(s), Some(v), "{s}");
-        }
-        assert!(py_float("inf").unwrap().is_infinite());
-        assert!(py_float("nan").unwrap().is_nan());
-        for s in ["", "abc", "0x10", "1,5"] {
-            assert_eq!(py_float(s), None, "{s}");
-        }
     }
 
     #[test]
