@@ -337,6 +337,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         end: std::time::SystemTime::now(),
     });
     logging::pop_sink();
+    println!("{}", status_log::summary(&log));
     println!("Results are in {}", resultdir.display());
     if let Some(msg) = aborted {
         eprintln!(

@@ -326,6 +326,40 @@ pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
     out
 }
 
+/// The closing line of a job on the console: how many tests ended with each status, in
+/// autotest's severity order, and how long the job took (`3 tests: 2 GOOD, 1 FAIL in 4 s.`).
+pub fn summary(log: &str) -> String {
+    let tests = finished_tests(log);
+    let mut counts: Vec<String> = Vec::new();
+    for st in crate::status::ALL {
+        let n = tests.iter().filter(|t| t.status == st).count();
+        if n > 0 {
+            counts.push(format!("{n} {st}"));
+        }
+    }
+    let stamps: Vec<i64> = log
+        .lines()
+        .filter_map(parse_line)
+        .filter_map(|l| {
+            l.fields
+                .iter()
+                .find(|(k, _)| k == "timestamp")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect();
+    let secs = match (stamps.iter().min(), stamps.iter().max()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0,
+    };
+    let n = tests.len();
+    let what = if n == 1 { "test" } else { "tests" };
+    if counts.is_empty() {
+        format!("{n} {what} in {secs} s.")
+    } else {
+        format!("{n} {what}: {} in {secs} s.", counts.join(", "))
+    }
+}
+
 /// True when the status log holds an `END FAIL` or `END ERROR` line: the run exits 1.
 pub fn has_failed_end(log: &str) -> bool {
     log.lines().any(|l| {
@@ -444,6 +478,20 @@ mod tests {
         assert_eq!((tests[1].started, tests[1].ended), (2, 7));
         assert_eq!(tests[2].status, Status::Abort);
         assert_eq!(tests[2].reason, "why");
+    }
+
+    #[test]
+    fn summary_counts_tests_by_status() {
+        let log = "START\t----\t----\ttimestamp=10\tlocaltime=x\t\n\
+                   \tSTART\ta\ta\ttimestamp=10\tlocaltime=x\t\n\
+                   \t\tFAIL\ta\ta\ttimestamp=11\tlocaltime=x\tno\n\
+                   \tEND FAIL\ta\ta\ttimestamp=11\tlocaltime=x\t\n\
+                   \tSTART\tb\tb\ttimestamp=11\tlocaltime=x\t\n\
+                   \t\tGOOD\tb\tb\ttimestamp=13\tlocaltime=x\tok\n\
+                   \tEND GOOD\tb\tb\ttimestamp=13\tlocaltime=x\t\n\
+                   END GOOD\t----\t----\ttimestamp=13\tlocaltime=x\t\n";
+        assert_eq!(summary(log), "2 tests: 1 FAIL, 1 GOOD in 3 s.");
+        assert_eq!(summary(""), "0 tests in 0 s.");
     }
 
     #[test]

@@ -75,6 +75,12 @@ fn results_folder_layout() {
     assert_eq!(latest.to_str(), Some("job"));
     assert!(run.read("keyval").contains("job_started="));
     assert!(run.stdout().contains("Results are in "));
+    // the closing summary counts the tests by status
+    assert!(
+        run.stdout().contains("\n1 test: 1 GOOD in "),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[test]
