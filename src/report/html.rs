@@ -238,8 +238,10 @@ fn draw(svg: &mut String, points: &[(i32, f64)]) -> Result<(), String> {
         });
     let pad = if hi > lo {
         (hi - lo) * 0.1
+    } else if lo != 0.0 {
+        lo.abs() * 0.1
     } else {
-        (lo.abs() * 0.1).max(1.0)
+        1.0
     };
     lo -= pad;
     hi += pad;
