@@ -205,15 +205,17 @@ fn plots(out: &mut String, r: &JobResults) {
     }
 }
 
-/// Each perf key with its finite values as (iteration number from 1, value).
+/// Each perf key with its finite values as (n, value), n counting the key's values from
+/// 1: a test that writes its attr and perf keyvals as separate records (which tko counts
+/// as two iterations) still has its values at 1, 2, 3...
 fn perf_series(node: &Node) -> BTreeMap<String, Vec<(i32, f64)>> {
-    let mut out: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
-    for (i, it) in node.iterations.iter().enumerate() {
-        for (k, v) in it.perf.iter().filter(|(_, v)| v.is_finite()) {
-            out.entry(k.clone()).or_default().push((i as i32 + 1, *v));
-        }
-    }
-    out
+    node.perf_samples()
+        .into_iter()
+        .map(|(k, v)| {
+            let points = v.into_iter().zip(1..).map(|(v, i)| (i, v)).collect();
+            (k, points)
+        })
+        .collect()
 }
 
 /// One inline `<svg>` of a key's value per iteration; a plot that cannot be drawn is a
