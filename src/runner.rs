@@ -336,6 +336,9 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         exit_code: code,
         end: std::time::SystemTime::now(),
     });
+    if let Err(e) = crate::report::html::write(&resultdir) {
+        logging::error("job", &format!("cannot write report.html: {e}"));
+    }
     logging::pop_sink();
     println!("{}", status_log::summary(&log));
     println!("Results are in {}", resultdir.display());

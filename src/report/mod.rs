@@ -1,7 +1,9 @@
 //! The job's reports, one file per format, each a [`Subscriber`] to the job's events:
-//! `results.json` ([`json`]) and `junit.xml` ([`junit`]). `autorun report DIR` rebuilds
-//! them from a job folder's status log and keyval files ([`rebuild`]).
+//! `results.json` ([`json`]) and `junit.xml` ([`junit`]); `report.html` ([`html`]) is
+//! written once at the job's end from the job folder. `autorun report DIR` rebuilds all
+//! three from a job folder's status log and keyval files ([`rebuild`]).
 
+pub mod html;
 pub mod json;
 pub mod junit;
 
@@ -45,7 +47,8 @@ pub fn millis(secs: f64) -> f64 {
 }
 
 /// `autorun report DIR`: rewrites `results.json` and `junit.xml` of a finished or
-/// interrupted job from its `status` and keyval files, by replaying them as events.
+/// interrupted job from its `status` and keyval files, by replaying them as events, then
+/// `report.html` from the same files.
 pub fn rebuild(dir: &Path) -> Result<i32, Error> {
     let status = dir.join("status");
     let log = std::fs::read_to_string(&status).map_err(|e| {
@@ -107,10 +110,12 @@ pub fn rebuild(dir: &Path) -> Result<i32, Error> {
             end: crate::events::epoch(timestamp(&end).unwrap_or(started)),
         });
     }
+    html::write(dir).map_err(Error::Io)?;
     println!(
-        "Rewrote {} and {}",
+        "Rewrote {}, {} and {}",
         dir.join("results.json").display(),
-        dir.join("junit.xml").display()
+        dir.join("junit.xml").display(),
+        dir.join("report.html").display()
     );
     Ok(exit::OK)
 }
