@@ -93,8 +93,8 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-/// Everything a test process needs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Everything a test process needs (the fork gets it by memory, not serialised).
+#[derive(Debug, Clone)]
 pub struct TestSpec {
     /// The job, seen from inside the test.
     pub job: JobInfo,
@@ -103,10 +103,8 @@ pub struct TestSpec {
     /// The test's folders.
     pub paths: TestPaths,
     /// Test parameters.
-    #[serde(with = "map_serde")]
     pub params: Map,
     /// Arguments `execute` consumes.
-    #[serde(with = "map_serde")]
     pub execute: Map,
     /// A non-map argument (an error).
     pub positional: Option<Dynamic>,
@@ -119,10 +117,8 @@ pub struct TestSpec {
     /// `job.sysinfo_per_iteration` when the test started.
     pub sysinfo_per_iteration: bool,
     /// The job's profilers (the fork's copy).
-    #[serde(skip)]
     pub profilers: crate::profilers::ProfilersHandle,
     /// `test_attributes`.
-    #[serde(with = "map_serde")]
     pub test_attributes: Map,
 }
 
@@ -347,19 +343,3 @@ fn stop_group(pid: u32, rx: &mpsc::Receiver<WaitResult>) -> WaitResult {
 }
 
 type WaitResult = std::io::Result<(Vec<u8>, ExitStatus)>;
-
-/// Rhai maps cross the process boundary as JSON objects, through `Dynamic`'s serde support.
-mod map_serde {
-    use rhai::{Dynamic, Map};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
-        Dynamic::from_map(m.clone()).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
-        let v = Dynamic::deserialize(d)?;
-        v.try_cast::<Map>()
-            .ok_or_else(|| serde::de::Error::custom("expected an object"))
-    }
-}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// A test found on disk.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Found {
     /// The test's folder (its `bindir`).
     pub bindir: PathBuf,

@@ -21,7 +21,7 @@ use crate::status::Status;
 use crate::status_log::{self, Entry, StatusLog};
 
 /// What a job is, in a form that crosses into test processes.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct JobInfo {
     /// The job folder.
     pub resultdir: PathBuf,

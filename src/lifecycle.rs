@@ -75,7 +75,7 @@ impl Phase {
 }
 
 /// The folders and names of one running test.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TestPaths {
     /// The name given to `run_test`.
     pub name: String,

@@ -386,7 +386,7 @@ fn run_control(
     continuing: bool,
 ) -> Result<(), Stop> {
     let file = control.display().to_string();
-    let ast = compile_control(engine, control).map_err(Stop::Abort)?;
+    let ast = compile(engine, control).map_err(Stop::Abort)?;
     if let Err(e) = engine.run_ast(&ast) {
         stop_of(job, e, &file, &file)?;
     }
@@ -405,10 +405,6 @@ fn run_control(
         )));
     }
     Ok(())
-}
-
-fn compile_control(engine: &rhai::Engine, control: &Path) -> Result<rhai::AST, String> {
-    compile(engine, control)
 }
 
 /// The test-process side, in the fork: runs the whole test and returns its outcome.

@@ -3,7 +3,7 @@
 //! log stays whole, and nothing the test started is left running.
 
 mod common;
-use common::{alive, assert_parses, signal, wait_for, Job};
+use common::{alive, assert_ends_interrupted, assert_parses, signal, wait_for, Job};
 
 use std::time::{Duration, Instant};
 
@@ -70,13 +70,7 @@ fn sigint_during_the_control_file() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("woke"));
     let log = std::fs::read_to_string(job.path().join("results/job/status")).unwrap();
-    assert!(
-        log.lines()
-            .last()
-            .unwrap()
-            .ends_with("\tinterrupted by SIGINT"),
-        "{log}"
-    );
+    assert_ends_interrupted(&log);
 }
 
 #[test]
@@ -138,13 +132,7 @@ fn sigint_during_a_parallel_section() {
         );
         assert!(results.join(format!("slow.{x}/cleanup.ran")).exists());
     }
-    assert!(
-        log.lines()
-            .last()
-            .unwrap()
-            .ends_with("\tinterrupted by SIGINT"),
-        "{log}"
-    );
+    assert_ends_interrupted(&log);
 }
 
 #[test]
@@ -168,11 +156,5 @@ fn sigint_stops_a_command_of_the_control_file_and_aborts_its_group() {
     let log = std::fs::read_to_string(job.path().join("results/job/status")).unwrap();
     assert_parses(&log);
     assert!(log.contains("\tEND ABORT\t----\tgrp\t"), "{log}");
-    assert!(
-        log.lines()
-            .last()
-            .unwrap()
-            .ends_with("\tinterrupted by SIGINT"),
-        "{log}"
-    );
+    assert_ends_interrupted(&log);
 }

@@ -245,13 +245,8 @@ print("NEVER");
     assert_eq!(run.code(), 2);
     let log = run.status();
     // task by task, in order: a's two tests, then b1, then c1
-    let starts: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("\tSTART\t"))
-        .map(|l| l.split('\t').nth(2).unwrap())
-        .collect();
     assert_eq!(
-        starts,
+        run.top_level_starts(),
         vec!["s.a1", "f.a2", "s.b1", "s.c1", "s.b2"],
         "{log}"
     );
@@ -311,13 +306,8 @@ job.parallel([Fn("outer0"), Fn("outer1")]);
     .finish();
     assert_eq!(run.code(), 0);
     let log = run.status();
-    let starts: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("\tSTART\t"))
-        .map(|l| l.split('\t').nth(2).unwrap())
-        .collect();
     assert_eq!(
-        starts,
+        run.top_level_starts(),
         vec!["s.o0-before", "s.i0", "s.i1", "s.o0-after", "s.o1"],
         "{log}"
     );

@@ -163,6 +163,15 @@ impl Run {
         )
     }
 
+    /// The operations of the top-level tests' START lines, in log order.
+    pub fn top_level_starts(&self) -> Vec<String> {
+        self.status()
+            .lines()
+            .filter(|l| l.starts_with("\tSTART\t"))
+            .map(|l| l.split('\t').nth(2).unwrap_or("").to_string())
+            .collect()
+    }
+
     /// The non-START/END line for `subdir`: (status, message first line).
     pub fn result_of(&self, subdir: &str) -> (String, String) {
         for line in self.status().lines() {
@@ -220,4 +229,10 @@ pub fn assert_parses(log: &str) {
             "unparsable line {line:?} in\n{log}"
         );
     }
+}
+
+/// The job's status log ends with the job aborted by SIGINT.
+pub fn assert_ends_interrupted(log: &str) {
+    let last = log.lines().last().unwrap_or("");
+    assert!(last.ends_with("\tinterrupted by SIGINT"), "{log}");
 }
