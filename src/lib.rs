@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod config;
+pub mod console;
 pub mod constraints;
 pub mod discovery;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod logging;
 pub mod outcome;
 pub mod parallel;
 pub mod profilers;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod resume;
@@ -36,6 +38,7 @@ pub mod status_log;
 pub mod steps;
 pub mod sysinfo;
 pub mod table;
+pub mod tap;
 
 use std::ffi::OsString;
 

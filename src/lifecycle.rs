@@ -112,6 +112,11 @@ pub struct TestState {
     pub props: Map,
     /// The perf map of the last keyval write, and whether it is new since the last analysis.
     last_perf: Option<Map>,
+    /// The attr and perf keyvals written since the current iteration started.
+    written: (
+        std::collections::BTreeMap<String, String>,
+        std::collections::BTreeMap<String, String>,
+    ),
     new_keyval: bool,
     /// Constraint failures per analysed iteration.
     failed_constraints: Vec<Vec<String>>,
@@ -147,16 +152,40 @@ impl TestState {
 
     /// `write_test_keyval(map)`.
     pub fn write_test_keyval(&self, map: &Map) -> Result<(), KeyvalError> {
-        keyval::write_map(&self.paths.outputdir.join("keyval"), map, Tag::None)
+        let path = self.paths.outputdir.join("keyval");
+        keyval::write_map(&path, map, Tag::None)?;
+        crate::tap::record_keyval(&path, &keyval::map_pairs(map), Tag::None);
+        Ok(())
     }
 
     /// `write_iteration_keyval(attr, perf)`: one record (attr block, perf block, blank line)
-    /// in `results/keyval`, written with one call after every key is checked.
-    pub fn write_iteration_keyval(&mut self, attr: &Map, perf: &Map) -> Result<(), KeyvalError> {
-        let mut text = keyval::render(&keyval::map_pairs(attr), Tag::Attr)?;
-        text.push_str(&keyval::render(&keyval::map_pairs(perf), Tag::Perf)?);
+    /// in `results/keyval`, written with one call after every key is checked. `tap` is
+    /// true for `write_perf_keyval` and `write_attr_keyval`, which (as in autotest) also
+    /// add to `keyval.tap` under `--tap`; a direct `write_iteration_keyval` does not.
+    pub fn write_iteration_keyval(
+        &mut self,
+        attr: &Map,
+        perf: &Map,
+        tap: bool,
+    ) -> Result<(), KeyvalError> {
+        let mut attr_pairs = keyval::map_pairs(attr);
+        let mut perf_pairs = keyval::map_pairs(perf);
+        keyval::sort_tagged(&mut attr_pairs, Tag::Attr);
+        keyval::sort_tagged(&mut perf_pairs, Tag::Perf);
+        let mut text = keyval::render(&attr_pairs, Tag::Attr)?;
+        text.push_str(&keyval::render(&perf_pairs, Tag::Perf)?);
         text.push('\n');
-        keyval::append(&self.paths.resultsdir.join("keyval"), &text)?;
+        let path = self.paths.resultsdir.join("keyval");
+        keyval::append(&path, &text)?;
+        if tap {
+            for (pairs, tag) in [(&attr_pairs, Tag::Attr), (&perf_pairs, Tag::Perf)] {
+                if !pairs.is_empty() {
+                    crate::tap::record_keyval(&path, pairs, tag);
+                }
+            }
+        }
+        self.written.0.extend(attr_pairs);
+        self.written.1.extend(perf_pairs);
         self.last_perf = Some(perf.clone());
         self.new_keyval = true;
         Ok(())
@@ -241,6 +270,23 @@ pub struct Request {
     pub allow_cleanup: Option<fn()>,
     /// `job.sysinfo_per_iteration`: copy `/proc` files before and after each iteration.
     pub sysinfo_per_iteration: bool,
+    /// Told when an iteration starts and when it ends (see [`IterationMark`]).
+    pub on_iteration: Option<fn(IterationMark)>,
+}
+
+/// An iteration starting or ending, for progress and the job's events.
+#[derive(Debug)]
+pub struct IterationMark {
+    /// True when it starts, false when it ended.
+    pub started: bool,
+    /// The iteration: 1 to `of`, or the count of timed runs so far.
+    pub iteration: i64,
+    /// How many iterations there are; 0 for a timed run (`test_length`).
+    pub of: i64,
+    /// At the end: the attr keyvals the iteration wrote (unsuffixed keys, values as written).
+    pub attr: std::collections::BTreeMap<String, String>,
+    /// At the end: the perf keyvals the iteration wrote.
+    pub perf: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs a whole test; `None` means it passed. `warn` records a WARN status line.
@@ -336,8 +382,10 @@ fn write_param_keyval(
     pairs.sort();
     let text = keyval::render(&pairs, Tag::None)
         .map_err(|e| Outcome::new(Status::Error, e.to_string()))?;
-    keyval::append(&st.paths.outputdir.join("keyval"), &text)
-        .map_err(|e| Outcome::new(Status::Error, e.to_string()))
+    let path = st.paths.outputdir.join("keyval");
+    keyval::append(&path, &text).map_err(|e| Outcome::new(Status::Error, e.to_string()))?;
+    crate::tap::record_keyval(&path, &pairs, Tag::None);
+    Ok(())
 }
 
 /// Runs `setup` when `srcdir/.version` differs from the script's version, under an
@@ -473,8 +521,12 @@ fn execute(
             })?;
             logging::debug("test", "Iterations parameter ignored (timed execution)");
             let start = Instant::now();
+            let mut runs = 0;
             while start.elapsed().as_secs_f64() < len {
+                runs += 1;
+                mark(state, req, true, runs, 0);
                 once(body)?;
+                mark(state, req, false, runs, 0);
             }
         }
         None => {
@@ -492,7 +544,9 @@ fn execute(
                 if n > 1 {
                     logging::debug("test", &format!("Executing iteration {i} of {n}"));
                 }
+                mark(state, req, true, i, n);
                 once(body)?;
+                mark(state, req, false, i, n);
             }
         }
     }
@@ -508,6 +562,21 @@ fn execute(
         Ok(())
     } else {
         Err(Escape::Outcome(Outcome::new(Status::Fail, msg)))
+    }
+}
+
+/// Tells `req.on_iteration` that iteration `iteration` of `of` starts or ended, with the
+/// keyvals it wrote.
+fn mark(state: &SharedState, req: &Request, started: bool, iteration: i64, of: i64) {
+    let written = std::mem::take(&mut state.borrow_mut().written);
+    if let Some(f) = req.on_iteration {
+        f(IterationMark {
+            started,
+            iteration,
+            of,
+            attr: written.0,
+            perf: written.1,
+        });
     }
 }
 

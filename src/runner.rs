@@ -137,9 +137,6 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
             "no control file given; usage: autorun [OPTIONS] CONTROL_FILE".into(),
         ));
     };
-    if opts.tap {
-        return Err(Error::NotSupported("--tap"));
-    }
     if opts.cont && opts.overwrite {
         return Err(Error::Usage(
             "--continue and --overwrite cannot be used together".into(),
@@ -229,16 +226,27 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         indent,
         sysinfo,
     };
+    // The progress board must exist before the job's first subscriber list is made, so
+    // that every process of the job (forks inherit it) reports to it.
+    let live = crate::console::wants_live() && crate::progress::open();
+    if opts.tap {
+        crate::tap::enable();
+    }
     let job = JobHandle::new(info);
     api::set_current_job(&job);
     child::install_signal_handlers();
     for writer in crate::report::writers(&resultdir) {
         job.subscribe(writer);
     }
+    if opts.tap {
+        job.subscribe(Box::new(crate::tap::TapWriter::new(&resultdir)));
+    }
+    // Last, so that its summary comes after every report is written.
+    job.subscribe(Box::new(crate::console::Console::new(&resultdir, live)));
     let record = |e: Entry| job.record(&e).map_err(Error::Io);
     let job_started = |start| {
         let info = job.info();
-        job.emit(&Event::JobStarted {
+        let _ = job.emit(&Event::JobStarted {
             tag: info.tag,
             control: info.control,
             start,
@@ -283,7 +291,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let engine = api::engine(job.clone());
     let stop = run_control(&engine, &job, &control, opts.cont);
     if let Err(Stop::Paused) = stop {
-        job.emit(&Event::JobPaused {
+        let _ = job.emit(&Event::JobPaused {
             exit_code: exit::PAUSED,
             at: std::time::SystemTime::now(),
         });
@@ -326,7 +334,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
         None => exit::OK,
     };
-    job.emit(&Event::JobFinished {
+    let _ = job.emit(&Event::JobFinished {
         status: if aborted.is_some() {
             Status::Abort
         } else {
@@ -336,12 +344,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         exit_code: code,
         end: std::time::SystemTime::now(),
     });
-    if let Err(e) = crate::report::html::write(&resultdir) {
-        logging::error("job", &format!("cannot write report.html: {e}"));
-    }
     logging::pop_sink();
-    println!("{}", status_log::summary(&log));
-    println!("Results are in {}", resultdir.display());
     if let Some(msg) = aborted {
         eprintln!(
             "autorun: the job aborted: {}",
@@ -405,6 +408,27 @@ fn run_control(
         )));
     }
     Ok(())
+}
+
+/// Emits an iteration's start or end to the test process's subscribers.
+fn iteration_event(m: lifecycle::IterationMark) {
+    let Some(job) = api::current_job() else {
+        return;
+    };
+    let event = if m.started {
+        Event::IterationStarted {
+            iteration: m.iteration,
+            of: m.of,
+        }
+    } else {
+        Event::IterationDone {
+            iteration: m.iteration,
+            of: m.of,
+            attr: m.attr,
+            perf: m.perf,
+        }
+    };
+    let _ = job.emit(&event);
 }
 
 /// The test-process side, in the fork: runs the whole test and returns its outcome.
@@ -479,6 +503,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         interrupted: Some(child::interruption),
         allow_cleanup: Some(child::allow_cleanup),
         sysinfo_per_iteration: spec.sysinfo_per_iteration,
+        on_iteration: Some(iteration_event),
     };
     let mut warn = |msg: &str| {
         if let Err(e) = job.record(&Entry::new("WARN", None, None, msg)) {
