@@ -338,4 +338,67 @@ mod tests {
             "{log}"
         );
     }
+
+    struct Failing {
+        essential: bool,
+        in_forks: bool,
+        calls: Rc<RefCell<usize>>,
+    }
+
+    impl Subscriber for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn handle(&mut self, _: &Event) -> Result<(), String> {
+            *self.calls.borrow_mut() += 1;
+            Err(format!("essential={}", self.essential))
+        }
+        fn essential(&self) -> bool {
+            self.essential
+        }
+        fn in_forks(&self) -> bool {
+            self.in_forks
+        }
+    }
+
+    #[test]
+    fn an_essential_failure_reaches_the_emitter_and_the_others_still_hear() {
+        let calls = Rc::new(RefCell::new(0));
+        let mut events = Events::default();
+        for essential in [true, false, true] {
+            events.subscribe(Box::new(Failing {
+                essential,
+                in_forks: false,
+                calls: calls.clone(),
+            }));
+        }
+        let e = Event::Record(Entry::new("INFO", None, None, "x"));
+        assert_eq!(events.emit(&e), Err("essential=true".to_string()));
+        assert_eq!(*calls.borrow(), 3);
+    }
+
+    #[test]
+    fn forks_hear_only_per_process_subscribers() {
+        let job_wide = Rc::new(RefCell::new(0));
+        let per_process = Rc::new(RefCell::new(0));
+        let mut events = Events::default();
+        events.subscribe(Box::new(Failing {
+            essential: false,
+            in_forks: false,
+            calls: job_wide.clone(),
+        }));
+        events.subscribe(Box::new(Failing {
+            essential: false,
+            in_forks: true,
+            calls: per_process.clone(),
+        }));
+        // As a fork sees the list it inherited: another process owns it.
+        events.owner = events.owner.wrapping_add(1);
+        assert!(!events.live());
+        let _ = events.emit(&Event::IterationStarted {
+            iteration: 1,
+            of: 2,
+        });
+        assert_eq!((*job_wide.borrow(), *per_process.borrow()), (0, 1));
+    }
 }

@@ -854,4 +854,69 @@ mod tests {
         assert_eq!(o, Outcome::new(Status::Error, "Unknown parameter: bogus"));
         assert!(f.trace.borrow().is_empty());
     }
+
+    thread_local! {
+        static MARKS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn remember(m: IterationMark) {
+        let kv = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let text = format!(
+            "{} {}/{} [{}] [{}]",
+            if m.started { "start" } else { "done" },
+            m.iteration,
+            m.of,
+            kv(&m.attr),
+            kv(&m.perf)
+        );
+        MARKS.with(|v| v.borrow_mut().push(text));
+    }
+
+    #[test]
+    fn iterations_are_announced_with_the_keyvals_they_wrote() {
+        let (mut f, _dir) = fake(None);
+        let mut execute = Map::new();
+        execute.insert("iterations".into(), Dynamic::from_int(2));
+        let req = Request {
+            execute,
+            on_iteration: Some(remember),
+            ..Request::default()
+        };
+        let state = f.state.clone();
+        std::fs::create_dir_all(&state.borrow().paths.resultsdir).unwrap();
+        // Written before the first iteration: not part of any iteration.
+        state
+            .borrow_mut()
+            .write_iteration_keyval(&Map::new(), &Map::new(), false)
+            .unwrap();
+        assert_eq!(
+            run(&mut f, &state, &Settings::default(), &req, &mut |_| {}),
+            None
+        );
+        let mut perf = Map::new();
+        perf.insert("rate".into(), Dynamic::from_int(7));
+        let mut attr = Map::new();
+        attr.insert("mode".into(), "fast".into());
+        state
+            .borrow_mut()
+            .write_iteration_keyval(&attr, &perf, false)
+            .unwrap();
+        mark(&state, &req, false, 3, 3);
+        let marks = MARKS.with(|v| v.borrow().clone());
+        assert_eq!(
+            marks,
+            [
+                "start 1/2 [] []",
+                "done 1/2 [] []",
+                "start 2/2 [] []",
+                "done 2/2 [] []",
+                "done 3/3 [mode=fast] [rate=7]"
+            ]
+        );
+    }
 }
