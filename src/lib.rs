@@ -16,6 +16,7 @@ pub mod constraints;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod exec_test;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;

@@ -153,11 +153,36 @@ impl TestState {
     /// `write_iteration_keyval(attr, perf)`: one record (attr block, perf block, blank line)
     /// in `results/keyval`, written with one call after every key is checked.
     pub fn write_iteration_keyval(&mut self, attr: &Map, perf: &Map) -> Result<(), KeyvalError> {
-        let mut text = keyval::render(&keyval::map_pairs(attr), Tag::Attr)?;
-        text.push_str(&keyval::render(&keyval::map_pairs(perf), Tag::Perf)?);
+        self.write_iteration_record(&keyval::map_pairs(attr), &keyval::map_pairs(perf))?;
+        self.last_perf = Some(perf.clone());
+        Ok(())
+    }
+
+    /// One record from values a program wrote as text (sorted pairs): written as they
+    /// are; constraints see them typed as `read_keyval` types them.
+    pub fn write_iteration_text(
+        &mut self,
+        attr: &[(String, String)],
+        perf: &[(String, String)],
+    ) -> Result<(), KeyvalError> {
+        self.write_iteration_record(attr, perf)?;
+        let typed: Map = perf
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), keyval::parse_value(v)))
+            .collect();
+        self.last_perf = Some(typed);
+        Ok(())
+    }
+
+    fn write_iteration_record(
+        &mut self,
+        attr: &[(String, String)],
+        perf: &[(String, String)],
+    ) -> Result<(), KeyvalError> {
+        let mut text = keyval::render(attr, Tag::Attr)?;
+        text.push_str(&keyval::render(perf, Tag::Perf)?);
         text.push('\n');
         keyval::append(&self.paths.resultsdir.join("keyval"), &text)?;
-        self.last_perf = Some(perf.clone());
         self.new_keyval = true;
         Ok(())
     }
