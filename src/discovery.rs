@@ -145,7 +145,10 @@ mod tests {
         std::fs::create_dir_all(b.path().join("t")).unwrap();
         std::fs::write(b.path().join("t/t.rhai"), "fn run_once() {}").unwrap();
         let f = find("t", &dirs).unwrap();
-        assert_eq!((f.kind, f.script.clone()), (Kind::Executable, a.path().join("t/t")));
+        assert_eq!(
+            (f.kind, f.script.clone()),
+            (Kind::Executable, a.path().join("t/t"))
+        );
         // In one folder, the script wins.
         std::fs::write(a.path().join("t/t.rhai"), "fn run_once() {}").unwrap();
         assert_eq!(find("t", &dirs).unwrap().kind, Kind::Script);

@@ -110,8 +110,13 @@ impl<'e> ExecTest<'e> {
             ..Opts::default()
         };
         let cmd = Cmd::Argv(vec![self.program.display().to_string()]);
-        let result = commands::run(&cmd, &opts)
-            .map_err(|e| error(format!("cannot run {}: {}", self.program.display(), cause(&e))))?;
+        let result = commands::run(&cmd, &opts).map_err(|e| {
+            error(format!(
+                "cannot run {}: {}",
+                self.program.display(),
+                cause(&e)
+            ))
+        })?;
         logging::debug(
             "test",
             &format!(
@@ -270,8 +275,8 @@ fn consume(path: &Path) -> Result<Pairs, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     parse_lines(&text).map_err(|(n, why)| format!("{} line {n}: {why}", path.display()))
 }
 
@@ -292,9 +297,7 @@ pub fn parse_lines(text: &str) -> Result<Pairs, (usize, String)> {
         if !keyval::valid_key(name) {
             return Err((
                 i + 1,
-                format!(
-                    "invalid name {name:?}: use letters, digits, '_', '-' and '.' only"
-                ),
+                format!("invalid name {name:?}: use letters, digits, '_', '-' and '.' only"),
             ));
         }
         pairs.insert(name.to_string(), value.trim().to_string());
