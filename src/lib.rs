@@ -2,8 +2,9 @@
 //!
 //! The job process runs the control file; each `job.run_test` runs the test in a forked
 //! process of its own ([`child`]), which drives the [`lifecycle`] through a
-//! [`script_test::ScriptTest`]. The job process sends [`events`] to subscribers, such as
-//! the [`report`] writers (`results.json`, `junit.xml`).
+//! [`script_test::ScriptTest`], or an [`exec_test::ExecTest`] for a test that is a
+//! program. The job process sends [`events`] to subscribers, such as the [`report`]
+//! writers (`results.json`, `junit.xml`).
 
 pub mod api;
 pub mod args;
