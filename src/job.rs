@@ -355,7 +355,7 @@ impl JobHandle {
         let end = match discovery::find(name, &info.test_dirs) {
             None => ChildEnd::Finished(Some(Outcome::new(
                 Status::Error,
-                format!("{name}: test does not exist"),
+                discovery::not_found_message(name, &info.test_dirs),
             ))),
             Some(found) => {
                 // The test process inherits the df plan: bring it up to date first.
@@ -468,6 +468,7 @@ impl JobHandle {
         TestSpec {
             job,
             script: found.script,
+            kind: found.kind,
             paths,
             params: a.params,
             execute: a.execute,

@@ -2,8 +2,9 @@
 //!
 //! The job process runs the control file; each `job.run_test` runs the test in a forked
 //! process of its own ([`child`]), which drives the [`lifecycle`] through a
-//! [`script_test::ScriptTest`]. The job process sends [`events`] to subscribers, such as
-//! the [`report`] writers (`results.json`, `junit.xml`).
+//! [`script_test::ScriptTest`], or an [`exec_test::ExecTest`] for a test that is a
+//! program. The job process sends [`events`] to subscribers, such as the [`report`]
+//! writers (`results.json`, `junit.xml`).
 
 pub mod api;
 pub mod args;
@@ -17,6 +18,7 @@ pub mod constraints;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod exec_test;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;

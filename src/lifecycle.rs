@@ -168,25 +168,50 @@ impl TestState {
         perf: &Map,
         tap: bool,
     ) -> Result<(), KeyvalError> {
-        let mut attr_pairs = keyval::map_pairs(attr);
-        let mut perf_pairs = keyval::map_pairs(perf);
-        keyval::sort_tagged(&mut attr_pairs, Tag::Attr);
-        keyval::sort_tagged(&mut perf_pairs, Tag::Perf);
-        let mut text = keyval::render(&attr_pairs, Tag::Attr)?;
-        text.push_str(&keyval::render(&perf_pairs, Tag::Perf)?);
+        self.write_iteration_record(keyval::map_pairs(attr), keyval::map_pairs(perf), tap)?;
+        self.last_perf = Some(perf.clone());
+        Ok(())
+    }
+
+    /// One record from values a program wrote as text (sorted pairs): written as they
+    /// are; constraints see them typed as `read_keyval` types them. Under `--tap` it is in
+    /// `keyval.tap` as the perf and attr wrappers' writes are.
+    pub fn write_iteration_text(
+        &mut self,
+        attr: &[(String, String)],
+        perf: &[(String, String)],
+    ) -> Result<(), KeyvalError> {
+        self.write_iteration_record(attr.to_vec(), perf.to_vec(), true)?;
+        let typed: Map = perf
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), keyval::parse_value(v)))
+            .collect();
+        self.last_perf = Some(typed);
+        Ok(())
+    }
+
+    fn write_iteration_record(
+        &mut self,
+        mut attr: Vec<(String, String)>,
+        mut perf: Vec<(String, String)>,
+        tap: bool,
+    ) -> Result<(), KeyvalError> {
+        keyval::sort_tagged(&mut attr, Tag::Attr);
+        keyval::sort_tagged(&mut perf, Tag::Perf);
+        let mut text = keyval::render(&attr, Tag::Attr)?;
+        text.push_str(&keyval::render(&perf, Tag::Perf)?);
         text.push('\n');
         let path = self.paths.resultsdir.join("keyval");
         keyval::append(&path, &text)?;
         if tap {
-            for (pairs, tag) in [(&attr_pairs, Tag::Attr), (&perf_pairs, Tag::Perf)] {
+            for (pairs, tag) in [(&attr, Tag::Attr), (&perf, Tag::Perf)] {
                 if !pairs.is_empty() {
                     crate::tap::record_keyval(&path, pairs, tag);
                 }
             }
         }
-        self.written.0.extend(attr_pairs);
-        self.written.1.extend(perf_pairs);
-        self.last_perf = Some(perf.clone());
+        self.written.0.extend(attr);
+        self.written.1.extend(perf);
         self.new_keyval = true;
         Ok(())
     }

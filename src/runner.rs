@@ -8,9 +8,10 @@ use crate::api;
 use crate::child::{self, TestSpec};
 use crate::cli::RunOpts;
 use crate::config;
-use crate::discovery::absolute;
+use crate::discovery::{absolute, Kind};
 use crate::error::{exit, Error};
 use crate::events::{self, Event};
+use crate::exec_test::ExecTest;
 use crate::job::{JobHandle, JobInfo};
 use crate::keyval;
 use crate::lifecycle::{self, Request, TestState};
@@ -458,11 +459,19 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     api::set_current_job(&job);
     let mut engine = api::engine(job.clone());
     api::register_test_exit(&mut engine);
-    let (mut test, settings) =
-        match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
-            Ok((t, settings)) => (t.with_profilers(spec.profilers.clone()), settings),
+    let (mut test, settings): (Box<dyn lifecycle::TestBody>, _) = match spec.kind {
+        Kind::Script => match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
+            Ok((t, settings)) => (Box::new(t.with_profilers(spec.profilers.clone())), settings),
             Err(o) => return Some(o),
-        };
+        },
+        Kind::Executable => (
+            Box::new(
+                ExecTest::new(&engine, &spec.script, state.clone())
+                    .with_profilers(spec.profilers.clone()),
+            ),
+            ExecTest::settings(),
+        ),
+    };
     for d in [&paths.resultsdir, &paths.profdir, &paths.debugdir] {
         if let Err(e) = std::fs::create_dir_all(d) {
             return Some(Outcome::new(
@@ -510,7 +519,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
             logging::error("test", &e);
         }
     };
-    let outcome = lifecycle::run(&mut test, &state, &settings, &req, &mut warn);
+    let outcome = lifecycle::run(&mut *test, &state, &settings, &req, &mut warn);
     // After the phases whatever the outcome, as autotest's after-test hook.
     {
         let st = state.borrow();
