@@ -11,6 +11,8 @@ use std::io::Read;
 const CONTROL: &str = r#"
 job.run_test("kv", #{ n: 2, iterations: 2 });
 job.run_test("bad");
+job.run_test("err");
+job.run_test("na");
 job.run_group(|| { job.run_test("kv", #{ tag: "g" }); }, #{ tag: "grp" });
 "#;
 
@@ -29,6 +31,8 @@ fn job() -> Job {
     Job::new(CONTROL)
         .test("kv", KV)
         .test("bad", r#"fn run_once() { test_fail("nope"); }"#)
+        .test("err", r#"fn run_once() { test_error("broken"); }"#)
+        .test("na", r#"fn setup() { test_na("no such device"); }"#)
 }
 
 #[test]
@@ -37,10 +41,13 @@ fn status_tap_has_an_entry_per_end_in_each_folder() {
     assert_eq!(run.code(), 1, "{}", run.stderr());
     assert_eq!(
         run.read("status.tap"),
-        "1..5\nok 1 - kv\nnot ok 2 - bad\nok 3 - kv.g\nok 4 - grp\nok 5 - job\n"
+        "1..7\nok 1 - kv\nnot ok 2 - bad\nnot ok 3 - err\nnot ok 4 - na\nok 5 - kv.g\n\
+         ok 6 - grp\nok 7 - job\n"
     );
     assert_eq!(run.read("kv/status.tap"), "1..1\nok 1 - kv\n");
     assert_eq!(run.read("bad/status.tap"), "1..1\nnot ok 1 - bad\n");
+    assert!(run.status().contains("\tEND ERROR\terr\terr\t"));
+    assert!(run.status().contains("\tEND TEST_NA\tna\tna\t"));
     assert_eq!(run.read("kv.g/status.tap"), "1..1\nok 1 - kv.g\n");
 }
 
