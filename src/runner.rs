@@ -23,7 +23,11 @@ use crate::status_log::{self, Entry};
 use crate::steps;
 
 /// Creates the job folder: `<out>/<tag>` or a fresh `job-YYYYmmdd-HHMMSS[-N]`.
-pub(crate) fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<PathBuf, Error> {
+pub(crate) fn make_job_folder(
+    out: &Path,
+    tag: Option<&str>,
+    overwrite: bool,
+) -> Result<PathBuf, Error> {
     let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot create {}: {e}", p.display()));
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     if let Some(tag) = tag {
@@ -168,12 +172,12 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         control: control.clone(),
         control_dir,
         cfg,
-        out,
+        out: Some(out),
         resultdir,
         state_name,
         source,
     };
-    let (job, _tmp) = open_job(&plan)?;
+    let (job, _tmp) = open_job(plan)?;
     let engine = api::engine(job.clone());
     let stop = run_control(&engine, &job, &control, opts.cont);
     if let Err(Stop::Paused) = stop {
@@ -209,8 +213,9 @@ pub(crate) struct JobPlan<'a> {
     pub control_dir: PathBuf,
     /// The config file's settings.
     pub cfg: config::Config,
-    /// The output folder, whose `latest` link is pointed at the job folder.
-    pub out: PathBuf,
+    /// The output folder, whose `latest` link is pointed at the job folder (none for a
+    /// job folder named outright).
+    pub out: Option<PathBuf>,
     /// The job folder, already made.
     pub resultdir: PathBuf,
     /// The state file's name in the job folder.
@@ -222,7 +227,7 @@ pub(crate) struct JobPlan<'a> {
 /// Takes the job folder, opens the job's logs and report writers, and records the job's
 /// START (or replays the status log of a job being continued). The temp folder lives as
 /// long as the returned guard.
-pub(crate) fn open_job(plan: &JobPlan) -> Result<(JobHandle, tempfile::TempDir), Error> {
+pub(crate) fn open_job(plan: JobPlan) -> Result<(JobHandle, tempfile::TempDir), Error> {
     let JobPlan {
         opts,
         control,
@@ -233,8 +238,10 @@ pub(crate) fn open_job(plan: &JobPlan) -> Result<(JobHandle, tempfile::TempDir),
         state_name,
         source,
     } = plan;
-    let _lock = lock_job_folder(resultdir)?;
-    update_latest(out, resultdir);
+    let _lock = lock_job_folder(&resultdir)?;
+    if let Some(out) = &out {
+        update_latest(out, &resultdir);
+    }
     let io = |what: &str, e: std::io::Error| Error::Io(format!("{what}: {e}"));
     if !opts.cont {
         std::fs::write(resultdir.join("control"), &source)
