@@ -213,7 +213,9 @@ fn ends_cleanly(mut s: expectrl::session::OsSession) {
 #[test]
 fn terminal_session_completes_and_remembers_history() {
     use expectrl::Expect;
-    let job = Job::new("").test("hello", HELLO);
+    let job = Job::new("")
+        .test("hello", HELLO)
+        .test("sleepy", "fn run_once() { sleep(30); }");
     let mut s = terminal(&job, "results/one");
     s.expect("autorun> ").unwrap();
     // Tab completes test names inside run_test(".
@@ -233,6 +235,17 @@ fn terminal_session_completes_and_remembers_history() {
     s.send("this is not sent").unwrap();
     s.send(expectrl::ControlCode::EndOfText).unwrap();
     s.expect("autorun> ").unwrap();
+    // Ctrl-C while an entry runs stops the entry (and the test it runs), not the job.
+    s.send("job.run_test(\"sleepy\")\r").unwrap();
+    s.expect("START\tsleepy").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.send(expectrl::ControlCode::EndOfText).unwrap();
+    s.expect("interrupted: the entry stopped (the job goes on)")
+        .unwrap();
+    s.expect("autorun> ").unwrap();
+    s.send("1 + 1\r").unwrap();
+    s.expect("=> 2").unwrap();
+    s.expect("autorun> ").unwrap();
     // Tab completes `job.` methods: `job.ta` has one completion, `job.tag`.
     s.send("job.ta\t").unwrap();
     s.expect("job.tag").unwrap();
@@ -245,7 +258,11 @@ fn terminal_session_completes_and_remembers_history() {
     assert!(!history.contains("this is not sent"), "{history}");
     let status = read(&job.path().join("results/one"), "status");
     assert_parses(&status);
-    assert!(status.lines().last().unwrap().starts_with("END GOOD"));
+    assert!(status.contains("\tEND ABORT\tsleepy\tsleepy\t"), "{status}");
+    assert!(
+        status.lines().last().unwrap().starts_with("END GOOD"),
+        "{status}"
+    );
 
     // A second session finds the first one's last entry, `job.tag`, with the up arrow,
     // and runs it in its own job.
