@@ -238,7 +238,8 @@ pub(crate) fn open_job(plan: JobPlan) -> Result<(JobHandle, tempfile::TempDir), 
         state_name,
         source,
     } = plan;
-    let _lock = lock_job_folder(&resultdir)?;
+    // Held until the process exits, past the end of this function.
+    std::mem::forget(lock_job_folder(&resultdir)?);
     if let Some(out) = &out {
         update_latest(out, &resultdir);
     }
