@@ -689,9 +689,9 @@ fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn write_iteration(t: &TestObj, attr: &Map, perf: &Map) -> RhaiResult<()> {
+fn write_iteration(t: &TestObj, attr: &Map, perf: &Map, tap: bool) -> RhaiResult<()> {
     t.0.borrow_mut()
-        .write_iteration_keyval(attr, perf)
+        .write_iteration_keyval(attr, perf, tap)
         .map_err(|e| native_error("ValueError", e.to_string()))
 }
 
@@ -742,14 +742,14 @@ fn register_test(e: &mut Engine) {
                 .map_err(|e| native_error("ValueError", e.to_string()))
         })
         .register_fn("write_perf_keyval", |t: &mut TestObj, m: Map| {
-            write_iteration(t, &Map::new(), &m)
+            write_iteration(t, &Map::new(), &m, true)
         })
         .register_fn("write_attr_keyval", |t: &mut TestObj, m: Map| {
-            write_iteration(t, &m, &Map::new())
+            write_iteration(t, &m, &Map::new(), true)
         })
         .register_fn(
             "write_iteration_keyval",
-            |t: &mut TestObj, a: Map, p: Map| write_iteration(t, &a, &p),
+            |t: &mut TestObj, a: Map, p: Map| write_iteration(t, &a, &p, false),
         )
         .register_fn(
             "register_before_iteration_hook",
@@ -793,6 +793,11 @@ thread_local! {
 /// Makes `job` the job that `runsubtest` uses in this process.
 pub fn set_current_job(job: &JobHandle) {
     JOB.with(|j| *j.borrow_mut() = Some(job.clone()));
+}
+
+/// The job set by [`set_current_job`] in this process.
+pub fn current_job() -> Option<JobHandle> {
+    JOB.with(|j| j.borrow().clone())
 }
 
 /// The message an outcome escaping the control file's top level aborts the job with.

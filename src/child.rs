@@ -106,8 +106,10 @@ pub fn signal_name(sig: i32) -> String {
 pub struct TestSpec {
     /// The job, seen from inside the test.
     pub job: JobInfo,
-    /// The test script.
+    /// The test script, or the program of an executable test.
     pub script: std::path::PathBuf,
+    /// Which of the two `script` is.
+    pub kind: crate::discovery::Kind,
     /// The test's folders.
     pub paths: TestPaths,
     /// Test parameters.

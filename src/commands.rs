@@ -43,6 +43,8 @@ pub struct Opts {
     pub stdin: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Inherited environment variables the command must not see.
+    pub env_remove: Vec<String>,
     /// Working folder.
     pub cwd: Option<String>,
 }
@@ -245,6 +247,9 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
         } else {
             Stdio::null()
         });
+    for k in &opts.env_remove {
+        command.env_remove(k);
+    }
     for (k, v) in &opts.env {
         command.env(k, v);
     }

@@ -1,12 +1,16 @@
-//! The job's event stream: what happened (the job started, a test started or finished, the
-//! job ended), sent to subscribers such as the `results.json` and `junit.xml` writers.
+//! The job's event stream: what happened (a status record was made, the job started, a test
+//! started, an iteration ended, a test finished, the job ended), sent to the subscribers:
+//! the status log writer, the console, and the report writers (`results.json`,
+//! `junit.xml`, `report.html`, TAP).
 //!
-//! Only the job process emits. Tests run in forked processes, and so do `job.parallel`
-//! tasks; what they run is not seen as it happens but read back from the status log once
-//! they end: the tests a top-level test ran inside its process (nested tests) from the lines
-//! it added to `status`, a parallel section's tests from each task's `status.<i>` as it is
-//! merged, and on `--continue` the tests of the earlier run from the whole log. Forks
-//! inherit the subscribers with the job's memory but never call them (see [`Events`]).
+//! Every process emits what it does. Tests run in forked processes, and so do
+//! `job.parallel` tasks: there, only the subscribers that belong in every process (the
+//! status log, which each process appends to itself; the live progress of the console) hear
+//! the events ([`Subscriber::in_forks`]). The job-wide writers hear only the job process,
+//! and read what forks ran back from the status log once they end: the tests a top-level
+//! test ran inside its process (nested tests) from the lines it added to `status`, a
+//! parallel section's tests from each task's `status.<i>` as it is merged, and on
+//! `--continue` the tests of the earlier run from the whole log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,11 +19,33 @@ use std::time::{Duration, SystemTime};
 use crate::keyval::{self, Iteration, Value};
 use crate::logging;
 use crate::status::Status;
-use crate::status_log::LoggedTest;
+use crate::status_log::{Entry, LoggedTest};
 
 /// Something that happened in the job.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// A status record (`START`, `GOOD`, `END FAIL`, `INFO`, ...) to add to the status log.
+    Record(Entry),
+    /// One iteration of the test this process runs starts (`iteration` of `of`; `of` is 0
+    /// for a timed run).
+    IterationStarted {
+        /// Which iteration starts.
+        iteration: i64,
+        /// How many there are, or 0 for a timed run (`test_length`).
+        of: i64,
+    },
+    /// One iteration of the test this process runs ended (`iteration` of `of`; `of` is 0
+    /// for a timed run, whose iterations are counted from 1).
+    IterationDone {
+        /// Which iteration ended.
+        iteration: i64,
+        /// How many there are, or 0 for a timed run (`test_length`).
+        of: i64,
+        /// The attr keyvals the iteration wrote (unsuffixed keys), merged.
+        attr: BTreeMap<String, String>,
+        /// The perf keyvals the iteration wrote (unsuffixed keys), merged.
+        perf: BTreeMap<String, String>,
+    },
     /// The job started (or was continued).
     JobStarted {
         /// The job folder's name.
@@ -158,12 +184,23 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 pub trait Subscriber {
     /// A short name for error messages (`results.json`).
     fn name(&self) -> &str;
-    /// Handles one event. An error is logged and the job goes on.
+    /// Handles one event. An error is logged and the job goes on, unless the subscriber is
+    /// [`essential`](Subscriber::essential).
     fn handle(&mut self, event: &Event) -> Result<(), String>;
+    /// True for a subscriber that hears the events of forks too (a parallel task's copy of
+    /// the list): the status log, which every process appends to. Job-wide writers say no.
+    fn in_forks(&self) -> bool {
+        false
+    }
+    /// True when the job cannot go on after this subscriber failed (the status log): the
+    /// error goes back to the emitter instead of the log.
+    fn essential(&self) -> bool {
+        false
+    }
 }
 
-/// The job's subscribers. Events reach them only in the process that created this list:
-/// forks (test processes, parallel tasks) hold a copy that stays silent.
+/// The job's subscribers. Events reach all of them in the process that created this list;
+/// forks (parallel tasks) hold a copy in which only the [`Subscriber::in_forks`] ones hear.
 pub struct Events {
     owner: u32,
     subscribers: Vec<Box<dyn Subscriber>>,
@@ -200,22 +237,34 @@ impl Events {
         self.subscribers.push(s);
     }
 
-    /// True when emitting reaches someone: this is the owning process and it has
-    /// subscribers. Lets callers skip work done only to build events.
+    /// True when the job-wide writers hear: this is the owning process and it has
+    /// subscribers that are not only per-process ones. Lets callers skip work done only to
+    /// build events for them (reading a test's keyvals back, replaying a log).
     pub fn live(&self) -> bool {
-        !self.subscribers.is_empty() && std::process::id() == self.owner
+        std::process::id() == self.owner && self.subscribers.iter().any(|s| !s.in_forks())
     }
 
-    /// Sends `event` to every subscriber, in the order they subscribed.
-    pub fn emit(&mut self, event: &Event) {
-        if !self.live() {
-            return;
-        }
+    /// Sends `event` to every subscriber that hears in this process, in the order they
+    /// subscribed. The first error of an essential subscriber is returned (the others still
+    /// hear the event); other errors are logged.
+    pub fn emit(&mut self, event: &Event) -> Result<(), String> {
+        let owner = std::process::id() == self.owner;
+        let mut first = Ok(());
         for s in &mut self.subscribers {
+            if !owner && !s.in_forks() {
+                continue;
+            }
             if let Err(e) = s.handle(event) {
-                logging::error("job", &format!("{}: {e}", s.name()));
+                if s.essential() {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                } else {
+                    logging::error("job", &format!("{}: {e}", s.name()));
+                }
             }
         }
+        first
     }
 
     /// Emits a start and a finish for each test that `log` holds whole (see
@@ -225,12 +274,12 @@ impl Events {
             return;
         }
         for t in crate::status_log::finished_tests(log) {
-            self.emit(&Event::TestStarted {
+            let _ = self.emit(&Event::TestStarted {
                 name: t.operation.clone(),
                 subdir: t.subdir.clone(),
                 start: epoch(t.started),
             });
-            self.emit(&Event::TestFinished(FinishedTest::from_log(resultdir, &t)));
+            let _ = self.emit(&Event::TestFinished(FinishedTest::from_log(resultdir, &t)));
         }
     }
 }
@@ -288,5 +337,68 @@ mod tests {
             ["start t", "end t GOOD Some(Int(1)) 2"],
             "{log}"
         );
+    }
+
+    struct Failing {
+        essential: bool,
+        in_forks: bool,
+        calls: Rc<RefCell<usize>>,
+    }
+
+    impl Subscriber for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn handle(&mut self, _: &Event) -> Result<(), String> {
+            *self.calls.borrow_mut() += 1;
+            Err(format!("essential={}", self.essential))
+        }
+        fn essential(&self) -> bool {
+            self.essential
+        }
+        fn in_forks(&self) -> bool {
+            self.in_forks
+        }
+    }
+
+    #[test]
+    fn an_essential_failure_reaches_the_emitter_and_the_others_still_hear() {
+        let calls = Rc::new(RefCell::new(0));
+        let mut events = Events::default();
+        for essential in [true, false, true] {
+            events.subscribe(Box::new(Failing {
+                essential,
+                in_forks: false,
+                calls: calls.clone(),
+            }));
+        }
+        let e = Event::Record(Entry::new("INFO", None, None, "x"));
+        assert_eq!(events.emit(&e), Err("essential=true".to_string()));
+        assert_eq!(*calls.borrow(), 3);
+    }
+
+    #[test]
+    fn forks_hear_only_per_process_subscribers() {
+        let job_wide = Rc::new(RefCell::new(0));
+        let per_process = Rc::new(RefCell::new(0));
+        let mut events = Events::default();
+        events.subscribe(Box::new(Failing {
+            essential: false,
+            in_forks: false,
+            calls: job_wide.clone(),
+        }));
+        events.subscribe(Box::new(Failing {
+            essential: false,
+            in_forks: true,
+            calls: per_process.clone(),
+        }));
+        // As a fork sees the list it inherited: another process owns it.
+        events.owner = events.owner.wrapping_add(1);
+        assert!(!events.live());
+        let _ = events.emit(&Event::IterationStarted {
+            iteration: 1,
+            of: 2,
+        });
+        assert_eq!((*job_wide.borrow(), *per_process.borrow()), (0, 1));
     }
 }

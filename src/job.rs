@@ -67,11 +67,12 @@ pub struct JobInfo {
 pub struct Job {
     /// The job's description.
     pub info: JobInfo,
-    /// The status log writer.
-    pub log: StatusLog,
+    /// The status log writer (shared with its subscriber in `events`).
+    pub log: Rc<RefCell<StatusLog>>,
     /// `job.profilers`.
     pub profilers: crate::profilers::ProfilersHandle,
-    /// The report writers and other subscribers to the job's events (none in forks).
+    /// The subscribers to the job's events: the status log first, then the progress board,
+    /// then (in the job process) the console and the report writers.
     pub events: Events,
 }
 
@@ -87,12 +88,21 @@ pub fn abort(message: impl Into<String>) -> Outcome {
 impl JobHandle {
     /// A handle for `info`, its status log at `info.indent`.
     pub fn new(info: JobInfo) -> JobHandle {
-        let log = StatusLog::with_file(&info.resultdir, &info.status_file, info.indent);
+        let log = Rc::new(RefCell::new(StatusLog::with_file(
+            &info.resultdir,
+            &info.status_file,
+            info.indent,
+        )));
+        let mut events = Events::default();
+        events.subscribe(Box::new(status_log::StatusLogWriter(log.clone())));
+        if crate::progress::is_open() {
+            events.subscribe(Box::<crate::progress::ProgressWriter>::default());
+        }
         JobHandle(Rc::new(RefCell::new(Job {
             info,
             log,
             profilers: Default::default(),
-            events: Events::default(),
+            events,
         })))
     }
 
@@ -101,9 +111,10 @@ impl JobHandle {
         self.0.borrow_mut().events.subscribe(s);
     }
 
-    /// Sends `event` to the job's subscribers (a no-op outside the job process).
-    pub fn emit(&self, event: &Event) {
-        self.0.borrow_mut().events.emit(event);
+    /// Sends `event` to the job's subscribers (outside the job process, only to those
+    /// that hear in forks). Fails when an essential subscriber (the status log) failed.
+    pub fn emit(&self, event: &Event) -> Result<(), String> {
+        self.0.borrow_mut().events.emit(event)
     }
 
     /// Emits the tests that `log`, status lines written by forked processes (parallel
@@ -154,10 +165,22 @@ impl JobHandle {
         reason: &str,
         start: SystemTime,
     ) {
+        let resultdir = self.0.borrow().info.resultdir.clone();
         if !self.0.borrow().events.live() {
+            // Only the per-process subscribers hear: they need no keyvals.
+            let test = FinishedTest {
+                name: op.to_string(),
+                subdir: subdir.to_string(),
+                status,
+                reason: String::new(),
+                start,
+                end: SystemTime::now(),
+                keyval: Default::default(),
+                iterations: Vec::new(),
+            };
+            let _ = self.emit(&Event::TestFinished(test));
             return;
         }
-        let resultdir = self.0.borrow().info.resultdir.clone();
         let test = FinishedTest::read(
             &resultdir,
             subdir,
@@ -167,14 +190,14 @@ impl JobHandle {
             start,
             SystemTime::now(),
         );
-        self.emit(&Event::TestFinished(test));
+        let _ = self.emit(&Event::TestFinished(test));
     }
 
     /// A copy of the job's description.
     pub fn info(&self) -> JobInfo {
         let j = self.0.borrow();
         let mut info = j.info.clone();
-        info.indent = j.log.indent();
+        info.indent = j.log.borrow().indent();
         info
     }
 
@@ -201,16 +224,17 @@ impl JobHandle {
     /// Starts writing the status log to `file` (a parallel task's `status.<i>`).
     pub fn set_status_file(&self, file: &str) {
         let mut j = self.0.borrow_mut();
-        let indent = j.log.indent();
+        let indent = j.log.borrow().indent();
         j.info.status_file = file.to_string();
-        j.log = StatusLog::with_file(&j.info.resultdir, file, indent);
+        let log = StatusLog::with_file(&j.info.resultdir, file, indent);
+        *j.log.borrow_mut() = log;
     }
 
-    /// Writes one status record (and logs it at INFO, as autotest's record hook does).
+    /// Makes one status record: the status log subscriber writes it to the status files
+    /// and logs it at INFO, as autotest's record hook does.
     pub fn record(&self, entry: &Entry) -> Result<(), String> {
-        let text = self.0.borrow_mut().log.record(entry)?;
-        logging::info("job", &text);
-        Ok(())
+        entry.validate()?;
+        self.emit(&Event::Record(entry.clone()))
     }
 
     /// `job.record(status, subdir, operation, message, fields)` from a script.
@@ -323,7 +347,7 @@ impl JobHandle {
         self.record(&start).map_err(abort)?;
         let started = SystemTime::now();
         let mark = self.status_mark();
-        self.emit(&Event::TestStarted {
+        let _ = self.emit(&Event::TestStarted {
             name: op.clone(),
             subdir: subdir.clone(),
             start: started,
@@ -331,7 +355,7 @@ impl JobHandle {
         let end = match discovery::find(name, &info.test_dirs) {
             None => ChildEnd::Finished(Some(Outcome::new(
                 Status::Error,
-                format!("{name}: test does not exist"),
+                discovery::not_found_message(name, &info.test_dirs),
             ))),
             Some(found) => {
                 // The test process inherits the df plan: bring it up to date first.
@@ -444,6 +468,7 @@ impl JobHandle {
         TestSpec {
             job,
             script: found.script,
+            kind: found.kind,
             paths,
             params: a.params,
             execute: a.execute,

@@ -20,7 +20,8 @@ pub enum Tag {
 }
 
 impl Tag {
-    fn suffix(self) -> &'static str {
+    /// `""`, `"{attr}"` or `"{perf}"`.
+    pub fn suffix(self) -> &'static str {
         match self {
             Tag::None => "",
             Tag::Attr => "{attr}",
@@ -166,6 +167,14 @@ pub fn render(pairs: &[(String, String)], tag: Tag) -> Result<String, KeyvalErro
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Sorts `pairs` as autotest writes them: by the key with its `{attr}`/`{perf}` suffix
+/// (so `lat_p99{perf}` comes before `lat{perf}`).
+pub fn sort_tagged(pairs: &mut [(String, String)], tag: Tag) {
+    if tag != Tag::None {
+        pairs.sort_by_cached_key(|(k, _)| format!("{k}{}", tag.suffix()));
+    }
 }
 
 /// A Rhai map as sorted `(key, str(value))` pairs.

@@ -2,8 +2,9 @@
 //!
 //! The job process runs the control file; each `job.run_test` runs the test in a forked
 //! process of its own ([`child`]), which drives the [`lifecycle`] through a
-//! [`script_test::ScriptTest`]. The job process sends [`events`] to subscribers, such as
-//! the [`report`] writers (`results.json`, `junit.xml`).
+//! [`script_test::ScriptTest`], or an [`exec_test::ExecTest`] for a test that is a
+//! program. The job process sends [`events`] to subscribers, such as the [`report`]
+//! writers (`results.json`, `junit.xml`).
 
 pub mod api;
 pub mod args;
@@ -12,10 +13,12 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod config;
+pub mod console;
 pub mod constraints;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod exec_test;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;
@@ -23,6 +26,7 @@ pub mod logging;
 pub mod outcome;
 pub mod parallel;
 pub mod profilers;
+pub mod progress;
 pub mod repl;
 pub mod report;
 pub mod results;
@@ -37,6 +41,7 @@ pub mod status_log;
 pub mod steps;
 pub mod sysinfo;
 pub mod table;
+pub mod tap;
 
 use std::ffi::OsString;
 

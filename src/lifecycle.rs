@@ -112,6 +112,11 @@ pub struct TestState {
     pub props: Map,
     /// The perf map of the last keyval write, and whether it is new since the last analysis.
     last_perf: Option<Map>,
+    /// The attr and perf keyvals written since the current iteration started.
+    written: (
+        std::collections::BTreeMap<String, String>,
+        std::collections::BTreeMap<String, String>,
+    ),
     new_keyval: bool,
     /// Constraint failures per analysed iteration.
     failed_constraints: Vec<Vec<String>>,
@@ -147,17 +152,66 @@ impl TestState {
 
     /// `write_test_keyval(map)`.
     pub fn write_test_keyval(&self, map: &Map) -> Result<(), KeyvalError> {
-        keyval::write_map(&self.paths.outputdir.join("keyval"), map, Tag::None)
+        let path = self.paths.outputdir.join("keyval");
+        keyval::write_map(&path, map, Tag::None)?;
+        crate::tap::record_keyval(&path, &keyval::map_pairs(map), Tag::None);
+        Ok(())
     }
 
     /// `write_iteration_keyval(attr, perf)`: one record (attr block, perf block, blank line)
-    /// in `results/keyval`, written with one call after every key is checked.
-    pub fn write_iteration_keyval(&mut self, attr: &Map, perf: &Map) -> Result<(), KeyvalError> {
-        let mut text = keyval::render(&keyval::map_pairs(attr), Tag::Attr)?;
-        text.push_str(&keyval::render(&keyval::map_pairs(perf), Tag::Perf)?);
-        text.push('\n');
-        keyval::append(&self.paths.resultsdir.join("keyval"), &text)?;
+    /// in `results/keyval`, written with one call after every key is checked. `tap` is
+    /// true for `write_perf_keyval` and `write_attr_keyval`, which (as in autotest) also
+    /// add to `keyval.tap` under `--tap`; a direct `write_iteration_keyval` does not.
+    pub fn write_iteration_keyval(
+        &mut self,
+        attr: &Map,
+        perf: &Map,
+        tap: bool,
+    ) -> Result<(), KeyvalError> {
+        self.write_iteration_record(keyval::map_pairs(attr), keyval::map_pairs(perf), tap)?;
         self.last_perf = Some(perf.clone());
+        Ok(())
+    }
+
+    /// One record from values a program wrote as text (sorted pairs): written as they
+    /// are; constraints see them typed as `read_keyval` types them. Under `--tap` it is in
+    /// `keyval.tap` as the perf and attr wrappers' writes are.
+    pub fn write_iteration_text(
+        &mut self,
+        attr: &[(String, String)],
+        perf: &[(String, String)],
+    ) -> Result<(), KeyvalError> {
+        self.write_iteration_record(attr.to_vec(), perf.to_vec(), true)?;
+        let typed: Map = perf
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), keyval::parse_value(v)))
+            .collect();
+        self.last_perf = Some(typed);
+        Ok(())
+    }
+
+    fn write_iteration_record(
+        &mut self,
+        mut attr: Vec<(String, String)>,
+        mut perf: Vec<(String, String)>,
+        tap: bool,
+    ) -> Result<(), KeyvalError> {
+        keyval::sort_tagged(&mut attr, Tag::Attr);
+        keyval::sort_tagged(&mut perf, Tag::Perf);
+        let mut text = keyval::render(&attr, Tag::Attr)?;
+        text.push_str(&keyval::render(&perf, Tag::Perf)?);
+        text.push('\n');
+        let path = self.paths.resultsdir.join("keyval");
+        keyval::append(&path, &text)?;
+        if tap {
+            for (pairs, tag) in [(&attr, Tag::Attr), (&perf, Tag::Perf)] {
+                if !pairs.is_empty() {
+                    crate::tap::record_keyval(&path, pairs, tag);
+                }
+            }
+        }
+        self.written.0.extend(attr);
+        self.written.1.extend(perf);
         self.new_keyval = true;
         Ok(())
     }
@@ -241,6 +295,23 @@ pub struct Request {
     pub allow_cleanup: Option<fn()>,
     /// `job.sysinfo_per_iteration`: copy `/proc` files before and after each iteration.
     pub sysinfo_per_iteration: bool,
+    /// Told when an iteration starts and when it ends (see [`IterationMark`]).
+    pub on_iteration: Option<fn(IterationMark)>,
+}
+
+/// An iteration starting or ending, for progress and the job's events.
+#[derive(Debug)]
+pub struct IterationMark {
+    /// True when it starts, false when it ended.
+    pub started: bool,
+    /// The iteration: 1 to `of`, or the count of timed runs so far.
+    pub iteration: i64,
+    /// How many iterations there are; 0 for a timed run (`test_length`).
+    pub of: i64,
+    /// At the end: the attr keyvals the iteration wrote (unsuffixed keys, values as written).
+    pub attr: std::collections::BTreeMap<String, String>,
+    /// At the end: the perf keyvals the iteration wrote.
+    pub perf: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs a whole test; `None` means it passed. `warn` records a WARN status line.
@@ -336,8 +407,10 @@ fn write_param_keyval(
     pairs.sort();
     let text = keyval::render(&pairs, Tag::None)
         .map_err(|e| Outcome::new(Status::Error, e.to_string()))?;
-    keyval::append(&st.paths.outputdir.join("keyval"), &text)
-        .map_err(|e| Outcome::new(Status::Error, e.to_string()))
+    let path = st.paths.outputdir.join("keyval");
+    keyval::append(&path, &text).map_err(|e| Outcome::new(Status::Error, e.to_string()))?;
+    crate::tap::record_keyval(&path, &pairs, Tag::None);
+    Ok(())
 }
 
 /// Runs `setup` when `srcdir/.version` differs from the script's version, under an
@@ -473,8 +546,12 @@ fn execute(
             })?;
             logging::debug("test", "Iterations parameter ignored (timed execution)");
             let start = Instant::now();
+            let mut runs = 0;
             while start.elapsed().as_secs_f64() < len {
+                runs += 1;
+                mark(state, req, true, runs, 0);
                 once(body)?;
+                mark(state, req, false, runs, 0);
             }
         }
         None => {
@@ -492,7 +569,9 @@ fn execute(
                 if n > 1 {
                     logging::debug("test", &format!("Executing iteration {i} of {n}"));
                 }
+                mark(state, req, true, i, n);
                 once(body)?;
+                mark(state, req, false, i, n);
             }
         }
     }
@@ -508,6 +587,21 @@ fn execute(
         Ok(())
     } else {
         Err(Escape::Outcome(Outcome::new(Status::Fail, msg)))
+    }
+}
+
+/// Tells `req.on_iteration` that iteration `iteration` of `of` starts or ended, with the
+/// keyvals it wrote.
+fn mark(state: &SharedState, req: &Request, started: bool, iteration: i64, of: i64) {
+    let written = std::mem::take(&mut state.borrow_mut().written);
+    if let Some(f) = req.on_iteration {
+        f(IterationMark {
+            started,
+            iteration,
+            of,
+            attr: written.0,
+            perf: written.1,
+        });
     }
 }
 
@@ -784,5 +878,70 @@ mod tests {
         let o = run_fake(&mut f, Map::new(), true).unwrap();
         assert_eq!(o, Outcome::new(Status::Error, "Unknown parameter: bogus"));
         assert!(f.trace.borrow().is_empty());
+    }
+
+    thread_local! {
+        static MARKS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn remember(m: IterationMark) {
+        let kv = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let text = format!(
+            "{} {}/{} [{}] [{}]",
+            if m.started { "start" } else { "done" },
+            m.iteration,
+            m.of,
+            kv(&m.attr),
+            kv(&m.perf)
+        );
+        MARKS.with(|v| v.borrow_mut().push(text));
+    }
+
+    #[test]
+    fn iterations_are_announced_with_the_keyvals_they_wrote() {
+        let (mut f, _dir) = fake(None);
+        let mut execute = Map::new();
+        execute.insert("iterations".into(), Dynamic::from_int(2));
+        let req = Request {
+            execute,
+            on_iteration: Some(remember),
+            ..Request::default()
+        };
+        let state = f.state.clone();
+        std::fs::create_dir_all(&state.borrow().paths.resultsdir).unwrap();
+        // Written before the first iteration: not part of any iteration.
+        state
+            .borrow_mut()
+            .write_iteration_keyval(&Map::new(), &Map::new(), false)
+            .unwrap();
+        assert_eq!(
+            run(&mut f, &state, &Settings::default(), &req, &mut |_| {}),
+            None
+        );
+        let mut perf = Map::new();
+        perf.insert("rate".into(), Dynamic::from_int(7));
+        let mut attr = Map::new();
+        attr.insert("mode".into(), "fast".into());
+        state
+            .borrow_mut()
+            .write_iteration_keyval(&attr, &perf, false)
+            .unwrap();
+        mark(&state, &req, false, 3, 3);
+        let marks = MARKS.with(|v| v.borrow().clone());
+        assert_eq!(
+            marks,
+            [
+                "start 1/2 [] []",
+                "done 1/2 [] []",
+                "start 2/2 [] []",
+                "done 2/2 [] []",
+                "done 3/3 [mode=fast] [rate=7]"
+            ]
+        );
     }
 }

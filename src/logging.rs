@@ -83,6 +83,11 @@ pub fn pop_sink() {
 
 /// Logs `message` from `module` at `level`.
 pub fn log(level: Level, module: &str, message: &str) {
+    write(level, module, message, None);
+}
+
+/// Sends `message` to the debug logs, and `console` (or `message`) to the console.
+fn write(level: Level, module: &str, message: &str, console: Option<&str>) {
     let mut lg = logger();
     let now = chrono::Local::now();
     if now.timestamp() != lg.second {
@@ -110,9 +115,31 @@ pub fn log(level: Level, module: &str, message: &str) {
         }
     }
     if level >= lg.console {
-        let line = format!("{} {:<5.5}| {}\n", lg.console_stamp, level.name(), message);
+        // Over the console's live progress line, a line starts by erasing it.
+        let clear = if crate::console::live_on_stdout() {
+            "\r\x1b[2K"
+        } else {
+            ""
+        };
+        let line = format!(
+            "{clear}{} {:<5.5}| {}\n",
+            lg.console_stamp,
+            level.name(),
+            console.unwrap_or(message)
+        );
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
+}
+
+/// Logs a rendered status record at INFO: the debug logs get it as the status log has it,
+/// the console in [`crate::status_log::readable`] form.
+pub fn status(text: &str) {
+    write(
+        Level::Info,
+        "job",
+        text,
+        Some(&crate::status_log::readable(text)),
+    );
 }
 
 /// Logs at INFO.

@@ -8,9 +8,10 @@ use crate::api;
 use crate::child::{self, TestSpec};
 use crate::cli::RunOpts;
 use crate::config;
-use crate::discovery::absolute;
+use crate::discovery::{absolute, Kind};
 use crate::error::{exit, Error};
 use crate::events::{self, Event};
+use crate::exec_test::ExecTest;
 use crate::job::{JobHandle, JobInfo};
 use crate::keyval;
 use crate::lifecycle::{self, Request, TestState};
@@ -141,9 +142,6 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
             "no control file given; usage: autorun [OPTIONS] CONTROL_FILE".into(),
         ));
     };
-    if opts.tap {
-        return Err(Error::NotSupported("--tap"));
-    }
     if opts.cont && opts.overwrite {
         return Err(Error::Usage(
             "--continue and --overwrite cannot be used together".into(),
@@ -181,7 +179,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     let engine = api::engine(job.clone());
     let stop = run_control(&engine, &job, &control, opts.cont);
     if let Err(Stop::Paused) = stop {
-        job.emit(&Event::JobPaused {
+        let _ = job.emit(&Event::JobPaused {
             exit_code: exit::PAUSED,
             at: std::time::SystemTime::now(),
         });
@@ -307,16 +305,27 @@ pub(crate) fn open_job(plan: JobPlan) -> Result<(JobHandle, tempfile::TempDir), 
         indent,
         sysinfo,
     };
+    // The progress board must exist before the job's first subscriber list is made, so
+    // that every process of the job (forks inherit it) reports to it.
+    let live = crate::console::wants_live() && crate::progress::open();
+    if opts.tap {
+        crate::tap::enable();
+    }
     let job = JobHandle::new(info);
     api::set_current_job(&job);
     child::install_signal_handlers();
     for writer in crate::report::writers(&resultdir) {
         job.subscribe(writer);
     }
+    if opts.tap {
+        job.subscribe(Box::new(crate::tap::TapWriter::new(&resultdir)));
+    }
+    // Last, so that its summary comes after every report is written.
+    job.subscribe(Box::new(crate::console::Console::new(&resultdir, live)));
     let record = |e: Entry| job.record(&e).map_err(Error::Io);
     let job_started = |start| {
         let info = job.info();
-        job.emit(&Event::JobStarted {
+        let _ = job.emit(&Event::JobStarted {
             tag: info.tag,
             control: info.control,
             start,
@@ -390,7 +399,7 @@ pub(crate) fn finish_job(job: &JobHandle, aborted: Option<String>) -> Result<i32
         None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
         None => exit::OK,
     };
-    job.emit(&Event::JobFinished {
+    let _ = job.emit(&Event::JobFinished {
         status: if aborted.is_some() {
             Status::Abort
         } else {
@@ -400,12 +409,7 @@ pub(crate) fn finish_job(job: &JobHandle, aborted: Option<String>) -> Result<i32
         exit_code: code,
         end: std::time::SystemTime::now(),
     });
-    if let Err(e) = crate::report::html::write(&resultdir) {
-        logging::error("job", &format!("cannot write report.html: {e}"));
-    }
     logging::pop_sink();
-    println!("{}", status_log::summary(&log));
-    println!("Results are in {}", resultdir.display());
     if let Some(msg) = aborted {
         eprintln!(
             "autorun: the job aborted: {}",
@@ -471,6 +475,27 @@ fn run_control(
     Ok(())
 }
 
+/// Emits an iteration's start or end to the test process's subscribers.
+fn iteration_event(m: lifecycle::IterationMark) {
+    let Some(job) = api::current_job() else {
+        return;
+    };
+    let event = if m.started {
+        Event::IterationStarted {
+            iteration: m.iteration,
+            of: m.of,
+        }
+    } else {
+        Event::IterationDone {
+            iteration: m.iteration,
+            of: m.of,
+            attr: m.attr,
+            perf: m.perf,
+        }
+    };
+    let _ = job.emit(&event);
+}
+
 /// The test-process side, in the fork: runs the whole test and returns its outcome.
 pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     use crate::outcome::Outcome;
@@ -498,11 +523,19 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     api::set_current_job(&job);
     let mut engine = api::engine(job.clone());
     api::register_test_exit(&mut engine);
-    let (mut test, settings) =
-        match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
-            Ok((t, settings)) => (t.with_profilers(spec.profilers.clone()), settings),
+    let (mut test, settings): (Box<dyn lifecycle::TestBody>, _) = match spec.kind {
+        Kind::Script => match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
+            Ok((t, settings)) => (Box::new(t.with_profilers(spec.profilers.clone())), settings),
             Err(o) => return Some(o),
-        };
+        },
+        Kind::Executable => (
+            Box::new(
+                ExecTest::new(&engine, &spec.script, state.clone())
+                    .with_profilers(spec.profilers.clone()),
+            ),
+            ExecTest::settings(),
+        ),
+    };
     for d in [&paths.resultsdir, &paths.profdir, &paths.debugdir] {
         if let Err(e) = std::fs::create_dir_all(d) {
             return Some(Outcome::new(
@@ -543,13 +576,14 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         interrupted: Some(child::interruption),
         allow_cleanup: Some(child::allow_cleanup),
         sysinfo_per_iteration: spec.sysinfo_per_iteration,
+        on_iteration: Some(iteration_event),
     };
     let mut warn = |msg: &str| {
         if let Err(e) = job.record(&Entry::new("WARN", None, None, msg)) {
             logging::error("test", &e);
         }
     };
-    let outcome = lifecycle::run(&mut test, &state, &settings, &req, &mut warn);
+    let outcome = lifecycle::run(&mut *test, &state, &settings, &req, &mut warn);
     // After the phases whatever the outcome, as autotest's after-test hook.
     {
         let st = state.borrow();

@@ -229,6 +229,66 @@ impl StatusLog {
     }
 }
 
+/// The status log as a subscriber of the job's events: it writes each
+/// [`Event::Record`](crate::events::Event::Record) to the status files and to the debug
+/// logs (as autotest's record hook logs it), in every process that records. It is
+/// essential: a record that cannot be written stops the job. The writer is shared with the
+/// job, which reads its indentation and moves it to `status.<i>` in parallel tasks.
+#[derive(Debug, Clone)]
+pub struct StatusLogWriter(pub std::rc::Rc<std::cell::RefCell<StatusLog>>);
+
+impl crate::events::Subscriber for StatusLogWriter {
+    fn name(&self) -> &str {
+        "status log"
+    }
+
+    fn handle(&mut self, event: &crate::events::Event) -> Result<(), String> {
+        if let crate::events::Event::Record(entry) = event {
+            let text = self.0.borrow_mut().record(entry)?;
+            crate::logging::status(&text);
+        }
+        Ok(())
+    }
+
+    fn in_forks(&self) -> bool {
+        true
+    }
+
+    fn essential(&self) -> bool {
+        true
+    }
+}
+
+/// A rendered status record as the console shows it: indentation as two spaces a level,
+/// fields apart by two spaces, no `timestamp`/`localtime` (the console line has the time),
+/// so that piped output holds no tabs.
+pub fn readable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&line.replace('\t', "  "));
+            continue;
+        }
+        let body = line.trim_start_matches('\t');
+        for _ in 0..(line.len() - body.len()) {
+            out.push_str("  ");
+        }
+        let mut first = true;
+        for part in body.split('\t') {
+            if part.starts_with("timestamp=") || part.starts_with("localtime=") || part.is_empty() {
+                continue;
+            }
+            if !first {
+                out.push_str("  ");
+            }
+            out.push_str(part);
+            first = false;
+        }
+    }
+    out
+}
+
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
     f.write_all(text.as_bytes())
@@ -324,40 +384,6 @@ pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
         }
     }
     out
-}
-
-/// The closing line of a job on the console: how many tests ended with each status, in
-/// autotest's severity order, and how long the job took (`3 tests: 2 GOOD, 1 FAIL in 4 s.`).
-pub fn summary(log: &str) -> String {
-    let tests = finished_tests(log);
-    let mut counts: Vec<String> = Vec::new();
-    for st in crate::status::ALL {
-        let n = tests.iter().filter(|t| t.status == st).count();
-        if n > 0 {
-            counts.push(format!("{n} {st}"));
-        }
-    }
-    let stamps: Vec<i64> = log
-        .lines()
-        .filter_map(parse_line)
-        .filter_map(|l| {
-            l.fields
-                .iter()
-                .find(|(k, _)| k == "timestamp")
-                .and_then(|(_, v)| v.parse().ok())
-        })
-        .collect();
-    let secs = match (stamps.iter().min(), stamps.iter().max()) {
-        (Some(a), Some(b)) => b - a,
-        _ => 0,
-    };
-    let n = tests.len();
-    let what = if n == 1 { "test" } else { "tests" };
-    if counts.is_empty() {
-        format!("{n} {what} in {secs} s.")
-    } else {
-        format!("{n} {what}: {} in {secs} s.", counts.join(", "))
-    }
 }
 
 /// True when the status log holds an `END FAIL` or `END ERROR` line: the run exits 1.
@@ -481,17 +507,12 @@ mod tests {
     }
 
     #[test]
-    fn summary_counts_tests_by_status() {
-        let log = "START\t----\t----\ttimestamp=10\tlocaltime=x\t\n\
-                   \tSTART\ta\ta\ttimestamp=10\tlocaltime=x\t\n\
-                   \t\tFAIL\ta\ta\ttimestamp=11\tlocaltime=x\tno\n\
-                   \tEND FAIL\ta\ta\ttimestamp=11\tlocaltime=x\t\n\
-                   \tSTART\tb\tb\ttimestamp=11\tlocaltime=x\t\n\
-                   \t\tGOOD\tb\tb\ttimestamp=13\tlocaltime=x\tok\n\
-                   \tEND GOOD\tb\tb\ttimestamp=13\tlocaltime=x\t\n\
-                   END GOOD\t----\t----\ttimestamp=13\tlocaltime=x\t\n";
-        assert_eq!(summary(log), "2 tests: 1 FAIL, 1 GOOD in 3 s.");
-        assert_eq!(summary(""), "0 tests in 0 s.");
+    fn readable_drops_tabs_and_time_fields() {
+        let text =
+            "\t\tFAIL\ta\ta\ttimestamp=11\tlocaltime=Nov 27 00:00:00\tno luck\n  Trace\tback";
+        assert_eq!(readable(text), "    FAIL  a  a  no luck\n  Trace  back");
+        let e = Entry::new("START", None, None, "");
+        assert_eq!(readable(&e.render(0)), "START  ----  ----");
     }
 
     #[test]

@@ -254,7 +254,10 @@ impl Subscriber for JsonWriter {
                 host: host.clone(),
                 user: user.clone(),
             }),
-            Event::TestStarted { .. } => Ok(()),
+            Event::TestStarted { .. }
+            | Event::Record(_)
+            | Event::IterationStarted { .. }
+            | Event::IterationDone { .. } => Ok(()),
             Event::TestFinished(t) => self.write_end(Some(&TestRecord::from(t))),
             Event::JobPaused { exit_code, .. } => {
                 let mut job = self.job.clone();

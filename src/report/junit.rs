@@ -230,7 +230,10 @@ impl Subscriber for JunitWriter {
                 });
                 self.write()
             }
-            Event::TestStarted { .. } => Ok(()),
+            Event::TestStarted { .. }
+            | Event::Record(_)
+            | Event::IterationStarted { .. }
+            | Event::IterationDone { .. } => Ok(()),
             Event::TestFinished(t) => {
                 let case = Case::of(t);
                 render_case(&mut self.cases, &case)

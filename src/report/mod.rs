@@ -20,7 +20,25 @@ pub fn writers(resultdir: &Path) -> Vec<Box<dyn Subscriber>> {
     vec![
         Box::new(json::JsonWriter::new(resultdir)),
         Box::new(junit::JunitWriter::new(resultdir)),
+        Box::new(HtmlWriter(resultdir.to_path_buf())),
     ]
+}
+
+/// Writes `report.html` from the job folder when the job ends.
+#[derive(Debug)]
+pub struct HtmlWriter(pub std::path::PathBuf);
+
+impl Subscriber for HtmlWriter {
+    fn name(&self) -> &str {
+        "report.html"
+    }
+
+    fn handle(&mut self, event: &Event) -> Result<(), String> {
+        match event {
+            Event::JobFinished { .. } => html::write(&self.0),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Replaces `path` with `bytes` through a temp file and a rename, so that a reader (or a
@@ -73,7 +91,7 @@ pub fn rebuild(dir: &Path) -> Result<i32, Error> {
     for w in writers(dir) {
         events.subscribe(w);
     }
-    events.emit(&Event::JobStarted {
+    let _ = events.emit(&Event::JobStarted {
         tag: dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -103,19 +121,27 @@ pub fn rebuild(dir: &Path) -> Result<i32, Error> {
         } else {
             exit::OK
         };
-        events.emit(&Event::JobFinished {
+        let _ = events.emit(&Event::JobFinished {
             status,
             reason: end.message.clone(),
             exit_code,
             end: crate::events::epoch(timestamp(&end).unwrap_or(started)),
         });
+    } else {
+        // An interrupted job has no END: its page is made all the same.
+        html::write(dir).map_err(Error::Io)?;
     }
-    html::write(dir).map_err(Error::Io)?;
+    // TAP files are made again when the job made them (`--tap`).
+    let tap = dir.join("status.tap").exists();
+    if tap {
+        crate::tap::write_reports(dir).map_err(Error::Io)?;
+    }
     println!(
-        "Rewrote {}, {} and {}",
+        "Rewrote {}, {} and {}{}",
         dir.join("results.json").display(),
         dir.join("junit.xml").display(),
-        dir.join("report.html").display()
+        dir.join("report.html").display(),
+        if tap { " and the TAP files" } else { "" }
     );
     Ok(exit::OK)
 }
