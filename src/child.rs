@@ -51,6 +51,14 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
+/// Forgets an interrupt once it has been dealt with, so that the job goes on: the REPL
+/// stops the entry that was running at Ctrl-C, not the session.
+pub fn clear_interrupt() {
+    INTERRUPT.store(0, Ordering::SeqCst);
+    INTERRUPTS.store(0, Ordering::SeqCst);
+    CLEANING.store(false, Ordering::SeqCst);
+}
+
 /// The signal that interrupted the job, unless the test is running its cleanup after it:
 /// what stops scripts and sleeps.
 pub fn stop_requested() -> Option<i32> {

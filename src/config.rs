@@ -61,6 +61,11 @@ pub fn default_cache_dir() -> PathBuf {
     xdg("XDG_CACHE_HOME", ".cache").join("autorun")
 }
 
+/// `$XDG_STATE_HOME/autorun` (or `~/.local/state/autorun`): the REPL's history.
+pub fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("autorun")
+}
+
 fn read_file(path: &Path) -> Result<Option<ConfigFile>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

@@ -97,6 +97,43 @@ pub fn not_found_message(name: &str, dirs: &[PathBuf]) -> String {
     }
 }
 
+/// How deep `group:...:name` tests are looked for by [`list`].
+const LIST_DEPTH: usize = 4;
+
+/// The names of the tests (scripts and executables) found in `dirs` (`name`,
+/// `group:name`), sorted, each once. A
+/// test's own folder is not searched further; `profilers/` at the top of a folder holds
+/// profilers, not tests.
+pub fn list(dirs: &[PathBuf]) -> Vec<String> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with('.') || (depth == 0 && name == "profilers") || !path.is_dir() {
+                continue;
+            }
+            let full = format!("{prefix}{name}");
+            if path.join(format!("{name}.rhai")).is_file() || is_executable(&path.join(&name)) {
+                if check_name("test name", &full).is_ok() {
+                    out.push(full);
+                }
+            } else if depth + 1 < LIST_DEPTH {
+                walk(&path, &format!("{full}:"), depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        walk(d, "", 0, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `path` made absolute against the current folder (without resolving links).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -162,5 +199,33 @@ mod tests {
         // A folder of the test's name is not a program.
         std::fs::create_dir_all(a.path().join("d/d")).unwrap();
         assert!(find("d", &dirs).is_none());
+    }
+
+    #[test]
+    fn lists_tests_and_groups_once() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for (d, rel) in [
+            (a.path(), "t/t.rhai"),
+            (b.path(), "t/t.rhai"),
+            (a.path(), "grp/u/u.rhai"),
+            (a.path(), "t/src/x/x.rhai"),
+            (a.path(), "profilers/p/p.rhai"),
+            (b.path(), "notatest/readme.rhai"),
+            (b.path(), "exe/exe"),
+        ] {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "fn run_once() {}").unwrap();
+        }
+        std::fs::set_permissions(
+            b.path().join("exe/exe"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
+        assert_eq!(list(&dirs), ["exe", "grp:u", "t"]);
+        // Every listed name is found by `find`.
+        assert!(list(&dirs).iter().all(|n| find(n, &dirs).is_some()));
     }
 }

@@ -27,6 +27,7 @@ pub mod outcome;
 pub mod parallel;
 pub mod profilers;
 pub mod progress;
+pub mod repl;
 pub mod report;
 pub mod results;
 pub mod resume;
@@ -87,7 +88,7 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
     let result = match cli.command {
         None => runner::run_job(&cli.run),
         Some(Command::Run(opts)) => runner::run_job(&opts),
-        Some(Command::Repl { .. }) => Err(Error::NotSupported("autorun repl")),
+        Some(Command::Repl { results, test_dir }) => repl::run(results.as_deref(), &test_dir),
         Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
         Some(Command::Show { results_dir }) => show::run(&results_dir),
         Some(Command::Compare {

@@ -110,7 +110,14 @@ fn innermost(err: EvalAltResult) -> EvalAltResult {
 /// variant (`ErrorVariableNotFound` is a `VariableNotFoundError`).
 pub fn unhandled_message(mut err: EvalAltResult, file: &str) -> String {
     let pos = err.take_position();
-    let (kind, text) = match &err {
+    let (kind, text) = kind_and_text(&err);
+    format!("Unhandled {kind}: {text} ({})", locate(file, pos))
+}
+
+/// The kind (`ValueError`, `RuntimeError`, `VariableNotFoundError`, ...) and the text of
+/// an error that is not an outcome, as [`unhandled_message`] names them.
+pub fn kind_and_text(err: &EvalAltResult) -> (String, String) {
+    match err {
         EvalAltResult::ErrorRuntime(value, _) => match value.read_lock::<Map>() {
             Some(m) if m.contains_key("kind") && m.contains_key("message") => (
                 m["kind"].to_string(),
@@ -131,8 +138,7 @@ pub fn unhandled_message(mut err: EvalAltResult, file: &str) -> String {
             let name = variant.strip_prefix("Error").unwrap_or(variant);
             (format!("{name}Error"), other.to_string())
         }
-    };
-    format!("Unhandled {kind}: {text} ({})", locate(file, pos))
+    }
 }
 
 /// The error autorun's own script functions throw: `#{kind: "ValueError", message}`.

@@ -24,7 +24,11 @@ use crate::status_log::{self, Entry};
 use crate::steps;
 
 /// Creates the job folder: `<out>/<tag>` or a fresh `job-YYYYmmdd-HHMMSS[-N]`.
-fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<PathBuf, Error> {
+pub(crate) fn make_job_folder(
+    out: &Path,
+    tag: Option<&str>,
+    overwrite: bool,
+) -> Result<PathBuf, Error> {
     let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot create {}: {e}", p.display()));
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     if let Some(tag) = tag {
@@ -161,8 +165,82 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     } else {
         absolute(&make_job_folder(&out, opts.tag.as_deref(), opts.overwrite)?)
     };
-    let _lock = lock_job_folder(&resultdir)?;
-    update_latest(&out, &resultdir);
+    let plan = JobPlan {
+        opts,
+        control: control.clone(),
+        control_dir,
+        cfg,
+        out: Some(out),
+        resultdir,
+        state_name,
+        source,
+    };
+    let (job, _tmp) = open_job(plan)?;
+    let engine = api::engine(job.clone());
+    let stop = run_control(&engine, &job, &control, opts.cont);
+    if let Err(Stop::Paused) = stop {
+        let _ = job.emit(&Event::JobPaused {
+            exit_code: exit::PAUSED,
+            at: std::time::SystemTime::now(),
+        });
+        logging::pop_sink();
+        eprintln!(
+            "autorun: the job paused; resume it with: autorun --continue {}{}",
+            control.display(),
+            opts.tag
+                .as_deref()
+                .map(|t| format!(" --tag {t}"))
+                .unwrap_or_default()
+        );
+        return Ok(exit::PAUSED);
+    }
+    let aborted = match stop {
+        Err(Stop::Abort(msg)) => Some(msg),
+        _ => child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig))),
+    };
+    finish_job(&job, aborted)
+}
+
+/// Where and how a job runs, worked out from the command line and the config file.
+pub(crate) struct JobPlan<'a> {
+    /// The options of the run (`test_dir`, `args`, `verbose`, `cont` are read).
+    pub opts: &'a RunOpts,
+    /// The control file (`job.control`).
+    pub control: PathBuf,
+    /// The folder whose `tests/` and `profilers/` are searched.
+    pub control_dir: PathBuf,
+    /// The config file's settings.
+    pub cfg: config::Config,
+    /// The output folder, whose `latest` link is pointed at the job folder (none for a
+    /// job folder named outright).
+    pub out: Option<PathBuf>,
+    /// The job folder, already made.
+    pub resultdir: PathBuf,
+    /// The state file's name in the job folder.
+    pub state_name: String,
+    /// What a new job writes as its `control` file.
+    pub source: String,
+}
+
+/// Takes the job folder, opens the job's logs and report writers, and records the job's
+/// START (or replays the status log of a job being continued). The temp folder lives as
+/// long as the returned guard.
+pub(crate) fn open_job(plan: JobPlan) -> Result<(JobHandle, tempfile::TempDir), Error> {
+    let JobPlan {
+        opts,
+        control,
+        control_dir,
+        cfg,
+        out,
+        resultdir,
+        state_name,
+        source,
+    } = plan;
+    // Held until the process exits, past the end of this function.
+    std::mem::forget(lock_job_folder(&resultdir)?);
+    if let Some(out) = &out {
+        update_latest(out, &resultdir);
+    }
     let io = |what: &str, e: std::io::Error| Error::Io(format!("{what}: {e}"));
     if !opts.cont {
         std::fs::write(resultdir.join("control"), &source)
@@ -289,28 +367,14 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         record(Entry::new("START", None, None, ""))?;
         job_started(std::time::SystemTime::now());
     }
-    let engine = api::engine(job.clone());
-    let stop = run_control(&engine, &job, &control, opts.cont);
-    if let Err(Stop::Paused) = stop {
-        let _ = job.emit(&Event::JobPaused {
-            exit_code: exit::PAUSED,
-            at: std::time::SystemTime::now(),
-        });
-        logging::pop_sink();
-        eprintln!(
-            "autorun: the job paused; resume it with: autorun --continue {}{}",
-            control.display(),
-            opts.tag
-                .as_deref()
-                .map(|t| format!(" --tag {t}"))
-                .unwrap_or_default()
-        );
-        return Ok(exit::PAUSED);
-    }
-    let aborted = match stop {
-        Err(Stop::Abort(msg)) => Some(msg),
-        _ => child::interrupted().map(|sig| format!("interrupted by {}", child::signal_name(sig))),
-    };
+    Ok((job, tmp))
+}
+
+/// Ends a job: the closing END line (ABORT with `aborted`), the state marked complete,
+/// the reports and the console summary; returns the job's exit code.
+pub(crate) fn finish_job(job: &JobHandle, aborted: Option<String>) -> Result<i32, Error> {
+    let resultdir = job.info().resultdir;
+    let record = |e: Entry| job.record(&e).map_err(Error::Io);
     if child::interrupted().is_none() {
         crate::sysinfo::collect_job_end(&resultdir, &job.info().sysinfo);
     }
