@@ -580,8 +580,8 @@ fn register_job(e: &mut Engine) {
     doc_fn(
         e,
         "get_state",
-        ["job", "key", "default"],
-        "The value saved under `key` by `set_state` (in this run or before a pause), or `default`.",
+        ["job", "key", "default_value"],
+        "The value saved under `key` by `set_state` (in this run or before a pause), or `default_value`.",
         |j: &mut JobHandle, key: &str, default: Dynamic| get_state(j, key, default),
     );
     doc_fn(e, "set_state", ["job", "key", "value"], "Saves `value` (data that maps to JSON) under `key` in the job's state file: it survives `job.quit()` and `--continue`.", |j: &mut JobHandle, key: &str, value: Dynamic| set_state(j, key, value));
