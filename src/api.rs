@@ -43,6 +43,9 @@ thread_local! {
     /// Parameter names of every script function compiled in this process, by name, so that
     /// `run_group` can pass arguments by name to a function pointer.
     static FN_PARAMS: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
+    /// Whether [`doc_fn`] and kin record parameter names and doc comments (see
+    /// [`described_engine`]).
+    static DESCRIBE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The script the current call came from, for error positions.
     static CURRENT_FILE: RefCell<String> = const { RefCell::new(String::new()) };
 }
@@ -79,9 +82,13 @@ pub fn doc_fn<A: 'static, const N: usize, const X: bool, R: Variant + Clone, con
 ) where
     FN: RhaiNativeFunc<A, N, X, R, F> + 'static,
 {
+    let reg = FuncRegistration::new(name);
+    if !DESCRIBE.get() {
+        reg.register_into_engine(e, f);
+        return;
+    }
     let info = params_info::<A, N, X, R, F, FN>(e, params);
-    FuncRegistration::new(name)
-        .with_params_info(info)
+    reg.with_params_info(info)
         .with_comments([doc_comment(doc)])
         .register_into_engine(e, f);
 }
@@ -96,9 +103,13 @@ pub fn doc_get<A: 'static, R: Variant + Clone, const F: bool, FN>(
 ) where
     FN: RhaiNativeFunc<A, 1, false, R, F> + 'static,
 {
+    let reg = FuncRegistration::new_getter(name);
+    if !DESCRIBE.get() {
+        reg.register_into_engine(e, f);
+        return;
+    }
     let info = params_info::<A, 1, false, R, F, FN>(e, [receiver]);
-    FuncRegistration::new_getter(name)
-        .with_params_info(info)
+    reg.with_params_info(info)
         .with_comments([doc_comment(doc)])
         .register_into_engine(e, f);
 }
@@ -142,8 +153,18 @@ pub fn engine(job: JobHandle) -> Engine {
     e
 }
 
-/// The engine of [`engine`] with every function registered but no `job` variable: what
-/// `autorun definitions` describes.
+/// The engine of [`engine`] with every function registered but no `job` variable, its
+/// functions carrying their parameter names and doc comments: what `autorun definitions`
+/// describes. (Engines that run scripts leave the doc comments out: they cost time in
+/// every test process and nothing reads them there.)
+pub fn described_engine() -> Engine {
+    DESCRIBE.set(true);
+    let e = engine_without_job();
+    DESCRIBE.set(false);
+    e
+}
+
+/// The engine of [`engine`] with every function registered but no `job` variable.
 pub fn engine_without_job() -> Engine {
     let mut e = Engine::new_raw();
     e.register_global_module(STANDARD.with(|m| m.clone()));
@@ -939,11 +960,14 @@ fn setter(
     doc: &str,
     f: impl Fn(&mut JobHandle, Dynamic) -> RhaiResult<()> + 'static,
 ) {
-    FuncRegistration::new_setter(name)
-        .with_purity(true)
-        .with_params_info(["job: Job", "value: ?", "()"])
-        .with_comments([doc_comment(doc)])
-        .register_into_engine(e, f);
+    let reg = FuncRegistration::new_setter(name).with_purity(true);
+    if DESCRIBE.get() {
+        reg.with_params_info(["job: Job", "value: ?", "()"])
+            .with_comments([doc_comment(doc)])
+            .register_into_engine(e, f);
+    } else {
+        reg.register_into_engine(e, f);
+    }
 }
 
 fn as_bool(name: &str, v: &Dynamic) -> RhaiResult<bool> {

@@ -2,7 +2,7 @@
 //! definition files (`.d.rhai`) for editors and as the Markdown reference
 //! `docs/api-reference.md`.
 //!
-//! Both come from the engine that runs scripts ([`api::engine_without_job`]): the functions
+//! Both come from the engine that runs scripts ([`api::described_engine`]): the functions
 //! carry their parameter names and doc comments from their registration ([`api::doc_fn`]),
 //! so the reference cannot drift from what scripts can call.
 
@@ -51,7 +51,7 @@ pub fn run(dir: Option<&Path>, markdown: bool) -> Result<i32, Error> {
 
 /// The definition files: `(file name, contents)`, Rhai's standard library included.
 pub fn files() -> Vec<(String, String)> {
-    let engine = api::engine_without_job();
+    let engine = api::described_engine();
     let mut files: Vec<(String, String)> = engine
         .definitions()
         .include_standard_packages(true)
@@ -176,7 +176,7 @@ fn doc_text(comments: &[String]) -> String {
 
 /// The Markdown reference of autorun's script API (Rhai's standard library left out).
 pub fn markdown() -> String {
-    let json = api::engine_without_job()
+    let json = api::described_engine()
         .gen_fn_metadata_to_json(false)
         .expect("rhai metadata serializes");
     let meta: Metadata = serde_json::from_str(&json).expect("rhai metadata parses");

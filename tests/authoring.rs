@@ -206,10 +206,10 @@ fn check_declaration(line: &str) -> Option<(String, Vec<String>)> {
     let c = re.captures(line)?;
     let params = c.get(3).unwrap().as_str();
     let mut names = Vec::new();
+    let ident = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap();
     if !params.is_empty() {
         for p in params.split(", ") {
             let (name, ty) = p.split_once(": ")?;
-            let ident = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap();
             if !ident.is_match(name) || ty.trim().is_empty() {
                 return None;
             }
