@@ -510,7 +510,7 @@ fn test_dir_options_come_first_and_verbose_shows_debug() {
 
 #[test]
 fn later_features_say_they_are_not_supported_yet() {
-    for args in [vec!["list"], vec!["c.rhai", "--tap"]] {
+    for args in [vec!["c.rhai", "--tap"]] {
         let out = Command::cargo_bin("autorun")
             .unwrap()
             .args(&args)
