@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, AST, INT};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, Map, NativeCallContext,
+    RhaiNativeFunc, Variant, AST, INT,
+};
 
 use crate::args::cherry_pick;
 use crate::child;
@@ -40,6 +43,9 @@ thread_local! {
     /// Parameter names of every script function compiled in this process, by name, so that
     /// `run_group` can pass arguments by name to a function pointer.
     static FN_PARAMS: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
+    /// Whether [`doc_fn`] and kin record parameter names and doc comments (see
+    /// [`described_engine`]).
+    static DESCRIBE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The script the current call came from, for error positions.
     static CURRENT_FILE: RefCell<String> = const { RefCell::new(String::new()) };
 }
@@ -64,8 +70,102 @@ fn current_file() -> String {
     CURRENT_FILE.with(|f| f.borrow().clone())
 }
 
+/// Registers `f` as the script function `name`, with the names of its parameters (a
+/// method's receiver first) and a doc comment (Markdown, one paragraph per line): both go
+/// into the definition files and docs/api-reference.md that `autorun definitions` writes.
+pub fn doc_fn<A: 'static, const N: usize, const X: bool, R: Variant + Clone, const F: bool, FN>(
+    e: &mut Engine,
+    name: &str,
+    params: [&str; N],
+    doc: &str,
+    f: FN,
+) where
+    FN: RhaiNativeFunc<A, N, X, R, F> + 'static,
+{
+    let reg = FuncRegistration::new(name);
+    if !DESCRIBE.get() {
+        reg.register_into_engine(e, f);
+        return;
+    }
+    let info = params_info::<A, N, X, R, F, FN>(e, params);
+    reg.with_params_info(info)
+        .with_comments([doc_comment(doc)])
+        .register_into_engine(e, f);
+}
+
+/// Registers the property getter `name` of a type, documented as [`doc_fn`] does.
+pub fn doc_get<A: 'static, R: Variant + Clone, const F: bool, FN>(
+    e: &mut Engine,
+    name: &str,
+    receiver: &str,
+    doc: &str,
+    f: FN,
+) where
+    FN: RhaiNativeFunc<A, 1, false, R, F> + 'static,
+{
+    let reg = FuncRegistration::new_getter(name);
+    if !DESCRIBE.get() {
+        reg.register_into_engine(e, f);
+        return;
+    }
+    let info = params_info::<A, 1, false, R, F, FN>(e, [receiver]);
+    reg.with_params_info(info)
+        .with_comments([doc_comment(doc)])
+        .register_into_engine(e, f);
+}
+
+/// `name: Type` for each parameter, then the return type, as rhai's metadata wants them.
+fn params_info<A: 'static, const N: usize, const X: bool, R: Variant + Clone, const F: bool, FN>(
+    e: &Engine,
+    names: [&str; N],
+) -> Vec<String>
+where
+    FN: RhaiNativeFunc<A, N, X, R, F>,
+{
+    let mut info: Vec<String> = names
+        .iter()
+        .zip(FN::param_names())
+        .map(|(n, ty)| format!("{n}: {}", type_name(e, ty)))
+        .collect();
+    info.push(type_name(e, std::any::type_name::<R>()));
+    info
+}
+
+/// A Rust type's name as scripts know it (`Job`, `Map`, `i64`...), `&mut` dropped.
+fn type_name(e: &Engine, rust: &str) -> String {
+    e.map_type_name(rust.strip_prefix("&mut ").unwrap_or(rust))
+        .to_string()
+}
+
+/// `doc` as a block of `///` lines.
+fn doc_comment(doc: &str) -> String {
+    doc.lines()
+        .map(|l| format!("/// {l}").trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Builds the engine for control files and tests, with `job` resolving to `job`.
 pub fn engine(job: JobHandle) -> Engine {
+    let mut e = engine_without_job();
+    #[allow(deprecated)] // on_var is stable in use, only marked volatile
+    e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
+    e
+}
+
+/// The engine of [`engine`] with every function registered but no `job` variable, its
+/// functions carrying their parameter names and doc comments: what `autorun definitions`
+/// describes. (Engines that run scripts leave the doc comments out: they cost time in
+/// every test process and nothing reads them there.)
+pub fn described_engine() -> Engine {
+    DESCRIBE.set(true);
+    let e = engine_without_job();
+    DESCRIBE.set(false);
+    e
+}
+
+/// The engine of [`engine`] with every function registered but no `job` variable.
+pub fn engine_without_job() -> Engine {
     let mut e = Engine::new_raw();
     e.register_global_module(STANDARD.with(|m| m.clone()));
     e.set_max_call_levels(MAX_CALL_LEVELS)
@@ -85,8 +185,6 @@ pub fn engine(job: JobHandle) -> Engine {
         child::stop_requested()
             .map(|sig| Dynamic::from(format!("interrupted by {}", child::signal_name(sig))))
     });
-    #[allow(deprecated)] // on_var is stable in use, only marked volatile
-    e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
     register_utilities(&mut e);
     register_outcomes(&mut e);
     register_job(&mut e);
@@ -101,15 +199,15 @@ fn io_err(what: &str, path: &str, e: std::io::Error) -> Box<EvalAltResult> {
 }
 
 fn register_outcomes(e: &mut Engine) {
-    for (name, status) in [
-        ("test_fail", Status::Fail),
-        ("test_error", Status::Error),
-        ("test_na", Status::TestNa),
-        ("test_warn", Status::Warn),
-        ("test_bug", Status::Bug),
-        ("job_error", Status::Abort),
+    for (name, status, doc) in [
+        ("test_fail", Status::Fail, "Ends the current phase with FAIL (autotest's TestFail): throws `#{status: \"FAIL\", message}`."),
+        ("test_error", Status::Error, "Ends the current phase with ERROR (autotest's TestError): throws `#{status: \"ERROR\", message}`."),
+        ("test_na", Status::TestNa, "Ends the current phase with TEST_NA, the test does not apply here (autotest's TestNAError): throws `#{status: \"TEST_NA\", message}`."),
+        ("test_warn", Status::Warn, "Ends the current phase with WARN (autotest's TestWarn): throws `#{status: \"WARN\", message}`."),
+        ("test_bug", Status::Bug, "Ends the current phase with BUG (autotest's TestBug): throws `#{status: \"BUG\", message}`."),
+        ("job_error", Status::Abort, "Aborts the job unless a script catches it (autotest's JobError): throws `#{status: \"ABORT\", message}`."),
     ] {
-        e.register_fn(name, move |msg: Dynamic| -> RhaiResult<()> {
+        doc_fn(e, name, ["message"], doc, move |msg: Dynamic| -> RhaiResult<()> {
             let text = if msg.is_string() {
                 msg.into_string().unwrap_or_default()
             } else {
@@ -214,29 +312,67 @@ pub fn sleep(secs: f64) {
 }
 
 fn register_utilities(e: &mut Engine) {
-    e.register_fn("run", |cmd: Dynamic| run_cmd(&cmd, &Map::new()))
-        .register_fn("run", |cmd: Dynamic, opts: Map| run_cmd(&cmd, &opts))
-        .register_fn("system", |cmd: Dynamic| {
-            run_cmd(&cmd, &Map::new()).map(|m| m["exit_status"].clone())
-        })
-        .register_fn("system", |cmd: Dynamic, opts: Map| {
-            run_cmd(&cmd, &opts).map(|m| m["exit_status"].clone())
-        })
-        .register_fn("system_output", |cmd: Dynamic| {
-            system_output(&cmd, &Map::new())
-        })
-        .register_fn("system_output", |cmd: Dynamic, opts: Map| {
-            system_output(&cmd, &opts)
-        })
-        .register_fn("sleep", |s: INT| sleep(s as f64))
-        .register_fn("sleep", sleep)
-        .register_fn("read_file", |p: &str| {
-            std::fs::read_to_string(p).map_err(|e| io_err("cannot read", p, e))
-        })
-        .register_fn("write_file", |p: &str, text: &str| {
-            std::fs::write(p, text).map_err(|e| io_err("cannot write", p, e))
-        })
-        .register_fn("append_file", |p: &str, text: &str| {
+    const RUN: &str = "Runs `cmd`: a string (run by `/bin/sh -c`) or an array (argv, no shell).\n\
+        Returns `#{command, exit_status, stdout, stderr, duration}`. A non-zero exit throws ERROR `Command <CMD> failed, rc=N` (with `result`), a timeout kills the command's process group and throws ERROR.";
+    const OPTS: &str =
+        "`opts`: `timeout` (seconds), `ignore_status`, `stdin` (text), `env` (map), `cwd`.";
+    doc_fn(e, "run", ["cmd"], RUN, |cmd: Dynamic| {
+        run_cmd(&cmd, &Map::new())
+    });
+    doc_fn(
+        e,
+        "run",
+        ["cmd", "opts"],
+        &format!("{RUN}\n{OPTS}"),
+        |cmd: Dynamic, opts: Map| run_cmd(&cmd, &opts),
+    );
+    const SYSTEM: &str =
+        "Runs `cmd` as `run` does and returns its exit status; throws as `run` does.";
+    doc_fn(e, "system", ["cmd"], SYSTEM, |cmd: Dynamic| {
+        run_cmd(&cmd, &Map::new()).map(|m| m["exit_status"].clone())
+    });
+    doc_fn(
+        e,
+        "system",
+        ["cmd", "opts"],
+        &format!("{SYSTEM}\n{OPTS}"),
+        |cmd: Dynamic, opts: Map| run_cmd(&cmd, &opts).map(|m| m["exit_status"].clone()),
+    );
+    const OUTPUT: &str = "Runs `cmd` as `run` does and returns its stdout without the final newline; throws as `run` does.";
+    doc_fn(e, "system_output", ["cmd"], OUTPUT, |cmd: Dynamic| {
+        system_output(&cmd, &Map::new())
+    });
+    doc_fn(
+        e,
+        "system_output",
+        ["cmd", "opts"],
+        &format!("{OUTPUT}\n{OPTS}"),
+        |cmd: Dynamic, opts: Map| system_output(&cmd, &opts),
+    );
+    const SLEEP: &str =
+        "Sleeps `seconds`; wakes early when a timeout or Ctrl-C interrupts the job.";
+    doc_fn(e, "sleep", ["seconds"], SLEEP, |s: INT| sleep(s as f64));
+    doc_fn(e, "sleep", ["seconds"], SLEEP, sleep);
+    doc_fn(
+        e,
+        "read_file",
+        ["path"],
+        "The contents of the file `path`, as text.",
+        |p: &str| std::fs::read_to_string(p).map_err(|e| io_err("cannot read", p, e)),
+    );
+    doc_fn(
+        e,
+        "write_file",
+        ["path", "text"],
+        "Writes `text` to the file `path`, replacing what it held.",
+        |p: &str, text: &str| std::fs::write(p, text).map_err(|e| io_err("cannot write", p, e)),
+    );
+    doc_fn(
+        e,
+        "append_file",
+        ["path", "text"],
+        "Appends `text` to the file `path`, creating it if needed.",
+        |p: &str, text: &str| {
             use std::io::Write;
             std::fs::OpenOptions::new()
                 .create(true)
@@ -244,26 +380,43 @@ fn register_utilities(e: &mut Engine) {
                 .open(p)
                 .and_then(|mut f| f.write_all(text.as_bytes()))
                 .map_err(|e| io_err("cannot append to", p, e))
-        })
-        .register_fn("exists", |p: &str| Path::new(p).exists())
-        .register_fn("mkdir", |p: &str| {
-            std::fs::create_dir_all(p).map_err(|e| io_err("cannot create", p, e))
-        })
-        .register_fn("read_keyval", |p: &str| {
-            keyval::read(Path::new(p)).map_err(|e| native_error("ValueError", e.to_string()))
-        })
-        .register_fn("results", |p: &str| {
-            crate::results::JobResults::load(Path::new(p))
-                .map(|r| r.to_rhai())
-                .map_err(|e| native_error("IOError", e.to_string()))
-        })
-        .register_fn("cpu_count", || {
+        },
+    );
+    doc_fn(
+        e,
+        "exists",
+        ["path"],
+        "True if `path` exists (a file, a folder or anything else).",
+        |p: &str| Path::new(p).exists(),
+    );
+    doc_fn(
+        e,
+        "mkdir",
+        ["path"],
+        "Creates the folder `path` and its parents; an existing folder is fine.",
+        |p: &str| std::fs::create_dir_all(p).map_err(|e| io_err("cannot create", p, e)),
+    );
+    doc_fn(e, "read_keyval", ["path"], "Reads a keyval file into a map (a folder means its `keyval` file); numbers are parsed as autotest does.", |p: &str| {
+        keyval::read(Path::new(p)).map_err(|e| native_error("ValueError", e.to_string()))
+    });
+    doc_fn(e, "results", ["dir"], "A job folder as data: `.status` (the job's END status, or `\"RUNNING\"`) and `.tests` (one map per test: `name`, `subdir`, `status`, `reason`, `keyval`, `iterations`).", |p: &str| {
+        crate::results::JobResults::load(Path::new(p))
+            .map(|r| r.to_rhai())
+            .map_err(|e| native_error("IOError", e.to_string()))
+    });
+    doc_fn(
+        e,
+        "cpu_count",
+        [],
+        "The number of CPUs this process may use.",
+        || {
             std::thread::available_parallelism()
                 .map(|n| n.get() as INT)
                 .unwrap_or(1)
-        })
-        .register_fn("hostname", hostname)
-        .register_fn("drop_caches", crate::lifecycle::drop_caches);
+        },
+    );
+    doc_fn(e, "hostname", [], "The machine's host name.", hostname);
+    doc_fn(e, "drop_caches", [], "Flushes dirty pages (sync) and drops the page cache; where that is not allowed it is logged at DEBUG and the script goes on.", crate::lifecycle::drop_caches);
 }
 
 fn system_output(cmd: &Dynamic, opts: &Map) -> RhaiResult<String> {
@@ -370,153 +523,252 @@ fn run_test(job: &JobHandle, name: &str, args: Option<&Dynamic>) -> RhaiResult<S
 
 fn register_job(e: &mut Engine) {
     e.register_type_with_name::<JobHandle>("Job");
-    e.register_fn("run_test", |j: &mut JobHandle, n: &str| {
-        run_test(j, n, None).map(|s| s == Status::Good)
-    })
-    .register_fn("run_test", |j: &mut JobHandle, n: &str, a: Dynamic| {
-        run_test(j, n, Some(&a)).map(|s| s == Status::Good)
-    })
-    .register_fn("run_test_detail", |j: &mut JobHandle, n: &str| {
-        run_test(j, n, None).map(|s| s.as_str().to_string())
-    })
-    .register_fn(
+    const ARGS: &str = "`args` is a map of named arguments: the job's (`tag`, `subdir_tag`, `timeout`, `run_cleanup`, `test_attributes`), the harness's (`iterations`, `test_length`, `profile_only`, `postprocess_profiled_run`, `constraints`) and the test's parameters.";
+    const RUN_TEST: &str = "Runs the test `name` (`group:name` for a test in a group folder) in a process of its own; true if it ended GOOD. Inside a test it runs a nested test.";
+    doc_fn(
+        e,
+        "run_test",
+        ["job", "name"],
+        RUN_TEST,
+        |j: &mut JobHandle, n: &str| run_test(j, n, None).map(|s| s == Status::Good),
+    );
+    doc_fn(
+        e,
+        "run_test",
+        ["job", "name", "args"],
+        &format!("{RUN_TEST}\n{ARGS}"),
+        |j: &mut JobHandle, n: &str, a: Dynamic| {
+            run_test(j, n, Some(&a)).map(|s| s == Status::Good)
+        },
+    );
+    const DETAIL: &str = "Runs the test `name` as `run_test` does and returns its status: `\"GOOD\"`, `\"FAIL\"`, `\"ERROR\"`, `\"TEST_NA\"`, `\"WARN\"` or `\"BUG\"`.";
+    doc_fn(
+        e,
         "run_test_detail",
+        ["job", "name"],
+        DETAIL,
+        |j: &mut JobHandle, n: &str| run_test(j, n, None).map(|s| s.as_str().to_string()),
+    );
+    doc_fn(
+        e,
+        "run_test_detail",
+        ["job", "name", "args"],
+        &format!("{DETAIL}\n{ARGS}"),
         |j: &mut JobHandle, n: &str, a: Dynamic| {
             run_test(j, n, Some(&a)).map(|s| s.as_str().to_string())
         },
-    )
-    .register_fn(
+    );
+    const GROUP: &str = "Calls `f` (a function pointer or closure) as a group of tests, between START and END records; returns what `f` returns.";
+    doc_fn(
+        e,
         "run_group",
+        ["job", "f"],
+        GROUP,
         |ctx: NativeCallContext, j: &mut JobHandle, f: FnPtr| run_group(&ctx, j, &f, &Map::new()),
-    )
-    .register_fn(
-        "run_group",
-        |ctx: NativeCallContext, j: &mut JobHandle, f: FnPtr, a: Map| run_group(&ctx, j, &f, &a),
-    )
-    .register_fn(
+    );
+    doc_fn(e, "run_group", ["job", "f", "args"], &format!("{GROUP}\n`args.tag` names the group (default: the function's name); the other arguments go to `f` by parameter name."), |ctx: NativeCallContext, j: &mut JobHandle, f: FnPtr, a: Map| run_group(&ctx, j, &f, &a));
+    const RECORD: &str = "Writes a line to the status log: `status` (`GOOD`, `FAIL`, `START`, `END GOOD`, ...), `subdir` and `operation` (`()` is written `----`).";
+    doc_fn(
+        e,
         "record",
+        ["job", "status", "subdir", "operation"],
+        RECORD,
         |j: &mut JobHandle, s: &str, sd: Dynamic, op: Dynamic| {
             record(j, s, &sd, &op, "", &Map::new())
         },
-    )
-    .register_fn(
+    );
+    doc_fn(
+        e,
         "record",
+        ["job", "status", "subdir", "operation", "message"],
+        &format!("{RECORD}\n`message` ends the line."),
         |j: &mut JobHandle, s: &str, sd: Dynamic, op: Dynamic, m: &str| {
             record(j, s, &sd, &op, m, &Map::new())
         },
-    )
-    .register_fn(
+    );
+    doc_fn(
+        e,
         "record",
+        ["job", "status", "subdir", "operation", "message", "fields"],
+        &format!("{RECORD}\n`message` ends the line; `fields` (a map) adds `key=value` fields."),
         |j: &mut JobHandle, s: &str, sd: Dynamic, op: Dynamic, m: &str, f: Map| {
             record(j, s, &sd, &op, m, &f)
         },
-    )
-    .register_fn(
-        "parallel",
-        |ctx: NativeCallContext, j: &mut JobHandle, tasks: Array| {
-            crate::parallel::run(&ctx, j, &tasks)
-        },
-    )
-    .register_fn(
+    );
+    doc_fn(e, "parallel", ["job", "tasks"], "Runs `tasks` side by side, each in a process of its own: each task a function pointer or closure, or an array `[f, arg1, ...]`. A failed task aborts the job unless caught.", |ctx: NativeCallContext, j: &mut JobHandle, tasks: Array| {
+        crate::parallel::run(&ctx, j, &tasks)
+    });
+    doc_fn(
+        e,
         "get_state",
+        ["job", "key", "default_value"],
+        "The value saved under `key` by `set_state` (in this run or before a pause), or `default_value`.",
         |j: &mut JobHandle, key: &str, default: Dynamic| get_state(j, key, default),
-    )
-    .register_fn(
-        "set_state",
-        |j: &mut JobHandle, key: &str, value: Dynamic| set_state(j, key, value),
-    )
-    .register_fn("noop", |_: &mut JobHandle, text: Dynamic| {
-        logging::info("job", &text.to_string())
-    })
-    .register_fn("add_sysinfo_command", |j: &mut JobHandle, cmd: &str| {
-        add_sysinfo(
-            j,
-            "add_sysinfo_command",
-            Loggable::command(cmd, None),
-            false,
-        )
-    })
-    .register_fn(
+    );
+    doc_fn(e, "set_state", ["job", "key", "value"], "Saves `value` (data that maps to JSON) under `key` in the job's state file: it survives `job.quit()` and `--continue`.", |j: &mut JobHandle, key: &str, value: Dynamic| set_state(j, key, value));
+    doc_fn(
+        e,
+        "noop",
+        ["job", "text"],
+        "Logs `text` at INFO.",
+        |_: &mut JobHandle, text: Dynamic| logging::info("job", &text.to_string()),
+    );
+    const SYSINFO_CMD: &str =
+        "Adds a command whose output the job keeps in `sysinfo/` at the end of the job.";
+    doc_fn(
+        e,
         "add_sysinfo_command",
-        |j: &mut JobHandle, cmd: &str, opts: Map| {
-            let (logfile, every) = sysinfo_opts("add_sysinfo_command", &opts, true)?;
+        ["job", "cmd"],
+        SYSINFO_CMD,
+        |j: &mut JobHandle, cmd: &str| {
             add_sysinfo(
                 j,
                 "add_sysinfo_command",
-                Loggable::command(cmd, logfile.as_deref()),
-                every,
+                Loggable::command(cmd, None),
+                false,
             )
         },
-    )
-    .register_fn("add_sysinfo_logfile", |j: &mut JobHandle, path: &str| {
-        add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), false)
-    })
-    .register_fn(
+    );
+    doc_fn(e, "add_sysinfo_command", ["job", "cmd", "opts"], &format!("{SYSINFO_CMD}\n`opts`: `logfile` (the file name), `on_every_test` (also after each test, in the test's `sysinfo/`)."), |j: &mut JobHandle, cmd: &str, opts: Map| {
+        let (logfile, every) = sysinfo_opts("add_sysinfo_command", &opts, true)?;
+        add_sysinfo(
+            j,
+            "add_sysinfo_command",
+            Loggable::command(cmd, logfile.as_deref()),
+            every,
+        )
+    });
+    const SYSINFO_FILE: &str = "Adds a file the job copies into `sysinfo/` at the end of the job.";
+    doc_fn(
+        e,
         "add_sysinfo_logfile",
-        |j: &mut JobHandle, path: &str, opts: Map| {
-            let (_, every) = sysinfo_opts("add_sysinfo_logfile", &opts, false)?;
-            add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), every)
+        ["job", "path"],
+        SYSINFO_FILE,
+        |j: &mut JobHandle, path: &str| {
+            add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), false)
         },
     );
-    e.register_get("resultdir", |j: &mut JobHandle| {
-        path_str(&j.0.borrow().info.resultdir)
-    })
-    .register_get("tmpdir", |j: &mut JobHandle| {
-        path_str(&j.0.borrow().info.tmpdir)
-    })
-    .register_get("tag", |j: &mut JobHandle| j.0.borrow().info.tag.clone())
-    .register_get("user", |j: &mut JobHandle| j.0.borrow().info.user.clone())
-    .register_get("hostname", |j: &mut JobHandle| {
-        j.0.borrow().info.hostname.clone()
-    })
-    .register_get("control", |j: &mut JobHandle| {
-        path_str(&j.0.borrow().info.control)
-    })
-    .register_get("args", |j: &mut JobHandle| {
-        j.0.borrow()
-            .info
-            .args
-            .iter()
-            .map(|a| Dynamic::from(a.clone()))
-            .collect::<Array>()
+    doc_fn(e, "add_sysinfo_logfile", ["job", "path", "opts"], &format!("{SYSINFO_FILE}\n`opts`: `on_every_test` (also after each test, in the test's `sysinfo/`)."), |j: &mut JobHandle, path: &str, opts: Map| {
+        let (_, every) = sysinfo_opts("add_sysinfo_logfile", &opts, false)?;
+        add_sysinfo(j, "add_sysinfo_logfile", Loggable::file(path), every)
     });
+    doc_get(
+        e,
+        "resultdir",
+        "job",
+        "The job folder (read-only).",
+        |j: &mut JobHandle| path_str(&j.0.borrow().info.resultdir),
+    );
+    doc_get(
+        e,
+        "tmpdir",
+        "job",
+        "The job's temp folder (read-only).",
+        |j: &mut JobHandle| path_str(&j.0.borrow().info.tmpdir),
+    );
+    doc_get(
+        e,
+        "tag",
+        "job",
+        "The job folder's name: the `--tag` value or the generated `job-...` name (read-only).",
+        |j: &mut JobHandle| j.0.borrow().info.tag.clone(),
+    );
+    doc_get(
+        e,
+        "user",
+        "job",
+        "Who runs the job (read-only).",
+        |j: &mut JobHandle| j.0.borrow().info.user.clone(),
+    );
+    doc_get(
+        e,
+        "hostname",
+        "job",
+        "The machine's host name (read-only).",
+        |j: &mut JobHandle| j.0.borrow().info.hostname.clone(),
+    );
+    doc_get(
+        e,
+        "control",
+        "job",
+        "The path of the control file (read-only).",
+        |j: &mut JobHandle| path_str(&j.0.borrow().info.control),
+    );
+    doc_get(
+        e,
+        "args",
+        "job",
+        "`--args`, split as autotest splits them (read-only).",
+        |j: &mut JobHandle| {
+            j.0.borrow()
+                .info
+                .args
+                .iter()
+                .map(|a| Dynamic::from(a.clone()))
+                .collect::<Array>()
+        },
+    );
     macro_rules! flag {
-        ($name:literal, $field:ident) => {
-            e.register_get($name, |j: &mut JobHandle| -> RhaiResult<bool> {
-                Ok(j.props().map_err(state_err)?.$field)
-            });
-            setter(e, $name, |j: &mut JobHandle, v: Dynamic| {
+        ($name:literal, $field:ident, $doc:literal) => {
+            doc_get(
+                e,
+                $name,
+                "job",
+                concat!($doc, " Persistent across `--continue`."),
+                |j: &mut JobHandle| -> RhaiResult<bool> {
+                    Ok(j.props().map_err(state_err)?.$field)
+                },
+            );
+            setter(e, $name, $doc, |j: &mut JobHandle, v: Dynamic| {
                 let v = as_bool($name, &v)?;
                 j.update_props(|p| p.$field = v).map_err(state_err)
             });
         };
     }
-    flag!("default_profile_only", default_profile_only);
-    flag!("run_test_cleanup", run_test_cleanup);
+    flag!("default_profile_only", default_profile_only, "The default of `profile_only`: every iteration is a profiled run, with no extra one (default false).");
+    flag!(
+        "run_test_cleanup",
+        run_test_cleanup,
+        "The default of `run_cleanup`: tests run `cleanup` (default true)."
+    );
     flag!(
         "drop_caches_between_iterations",
-        drop_caches_between_iterations
+        drop_caches_between_iterations,
+        "Drop the page cache between iterations (default false)."
     );
-    flag!("sysinfo_per_iteration", sysinfo_per_iteration);
-    e.register_get(
+    flag!("sysinfo_per_iteration", sysinfo_per_iteration, "Copy `/proc/{schedstat,meminfo,slabinfo,interrupts,buddyinfo}` into `<test>/sysinfo/iteration.<n>/` before and after each iteration (default false, or the config file's `sysinfo_per_iteration`).");
+    const SEQ: &str = "Add a sequence number `_NN_` to every test's name and folder (default false); setting it true restarts the count at 1. Persistent across `--continue`.";
+    doc_get(
+        e,
         "use_sequence_number",
+        "job",
+        SEQ,
         |j: &mut JobHandle| -> RhaiResult<bool> {
             Ok(j.props().map_err(state_err)?.use_sequence_number)
         },
     );
-    setter(e, "use_sequence_number", |j: &mut JobHandle, v: Dynamic| {
-        let v = as_bool("use_sequence_number", &v)?;
-        j.update_props(|p| {
-            p.use_sequence_number = v;
-            // Turning numbering on starts it again at 1, as autotest does.
-            if v {
-                p.seq = 1;
-            }
-        })
-        .map_err(state_err)
-    });
-    e.register_get(
+    setter(
+        e,
+        "use_sequence_number",
+        SEQ,
+        |j: &mut JobHandle, v: Dynamic| {
+            let v = as_bool("use_sequence_number", &v)?;
+            j.update_props(|p| {
+                p.use_sequence_number = v;
+                // Turning numbering on starts it again at 1, as autotest does.
+                if v {
+                    p.seq = 1;
+                }
+            })
+            .map_err(state_err)
+        },
+    );
+    const AUTO_TAG: &str = "A tag added to every test's name and folder, after its own `tag` (a string, or `()` for none, the default). Persistent across `--continue`.";
+    doc_get(
+        e,
         "automatic_test_tag",
+        "job",
+        AUTO_TAG,
         |j: &mut JobHandle| -> RhaiResult<Dynamic> {
             Ok(j.props()
                 .map_err(state_err)?
@@ -525,10 +777,15 @@ fn register_job(e: &mut Engine) {
                 .unwrap_or(Dynamic::UNIT))
         },
     );
-    setter(e, "automatic_test_tag", |j: &mut JobHandle, v: Dynamic| {
-        j.update_props(|p| p.automatic_test_tag = opt_text(&v))
-            .map_err(state_err)
-    });
+    setter(
+        e,
+        "automatic_test_tag",
+        AUTO_TAG,
+        |j: &mut JobHandle, v: Dynamic| {
+            j.update_props(|p| p.automatic_test_tag = opt_text(&v))
+                .map_err(state_err)
+        },
+    );
 }
 
 /// `job.get_state(key, default)`: the value saved under `key`, or `default`.
@@ -572,31 +829,62 @@ pub fn json_compatible(v: &Dynamic) -> bool {
 fn register_profilers(e: &mut Engine) {
     use crate::profilers::ProfilersHandle;
     e.register_type_with_name::<ProfilersHandle>("Profilers");
-    e.register_get("profilers", |j: &mut JobHandle| {
-        j.0.borrow().profilers.clone()
-    });
-    e.register_fn(
+    doc_get(
+        e,
+        "profilers",
+        "job",
+        "The job's profilers: `add`, `delete`, `present`, `active`, `current_profilers`.",
+        |j: &mut JobHandle| j.0.borrow().profilers.clone(),
+    );
+    const ADD: &str = "Adds the profiler `name`: a script `profilers/NAME/NAME.rhai`, else the built-in `vmstat`, `cmd` or `perf`; its `initialize` and `setup` run now. A profiler that cannot be added aborts the job unless caught.";
+    doc_fn(
+        e,
         "add",
+        ["profilers", "name"],
+        ADD,
         |ctx: NativeCallContext, p: &mut ProfilersHandle, name: &str| {
             let job = job_of(&ctx)?;
             p.add(&ctx, &job, name, &Map::new())
         },
-    )
-    .register_fn(
+    );
+    doc_fn(
+        e,
         "add",
+        ["profilers", "name", "args"],
+        &format!("{ADD}\n`args` go to its `initialize` by parameter name."),
         |ctx: NativeCallContext, p: &mut ProfilersHandle, name: &str, args: Map| {
             let job = job_of(&ctx)?;
             p.add(&ctx, &job, name, &args)
         },
-    )
-    .register_fn("delete", |p: &mut ProfilersHandle, name: &str| {
-        p.delete(name)
-    })
-    .register_fn("present", |p: &mut ProfilersHandle| p.present())
-    .register_fn("active", |p: &mut ProfilersHandle| p.active())
-    .register_fn("current_profilers", |p: &mut ProfilersHandle| {
-        p.names().into_iter().map(Dynamic::from).collect::<Array>()
-    });
+    );
+    doc_fn(
+        e,
+        "delete",
+        ["profilers", "name"],
+        "Removes every profiler named `name`.",
+        |p: &mut ProfilersHandle, name: &str| p.delete(name),
+    );
+    doc_fn(
+        e,
+        "present",
+        ["profilers"],
+        "True when at least one profiler was added.",
+        |p: &mut ProfilersHandle| p.present(),
+    );
+    doc_fn(
+        e,
+        "active",
+        ["profilers"],
+        "True while the profilers are started: from the start of a profiled run to its stop.",
+        |p: &mut ProfilersHandle| p.active(),
+    );
+    doc_fn(
+        e,
+        "current_profilers",
+        ["profilers"],
+        "The names of the profilers added, once each.",
+        |p: &mut ProfilersHandle| p.names().into_iter().map(Dynamic::from).collect::<Array>(),
+    );
 }
 
 fn state_err(msg: String) -> Box<EvalAltResult> {
@@ -669,11 +957,17 @@ fn add_sysinfo(
 fn setter(
     e: &mut Engine,
     name: &str,
+    doc: &str,
     f: impl Fn(&mut JobHandle, Dynamic) -> RhaiResult<()> + 'static,
 ) {
-    rhai::FuncRegistration::new_setter(name)
-        .with_purity(true)
-        .register_into_engine(e, f);
+    let reg = FuncRegistration::new_setter(name).with_purity(true);
+    if DESCRIBE.get() {
+        reg.with_params_info(["job: Job", "value: ?", "()"])
+            .with_comments([doc_comment(doc)])
+            .register_into_engine(e, f);
+    } else {
+        reg.register_into_engine(e, f);
+    }
 }
 
 fn as_bool(name: &str, v: &Dynamic) -> RhaiResult<bool> {
@@ -700,19 +994,68 @@ fn register_test(e: &mut Engine) {
     fn get_path(t: &TestObj, f: fn(&crate::lifecycle::TestPaths) -> &PathBuf) -> String {
         f(&t.0.borrow().paths).display().to_string()
     }
-    e.register_get("name", |t: &mut TestObj| t.0.borrow().paths.name.clone())
-        .register_get("tagged_testname", |t: &mut TestObj| {
-            t.0.borrow().paths.tagged_testname.clone()
-        })
-        .register_get("outputdir", |t: &mut TestObj| get_path(t, |p| &p.outputdir))
-        .register_get("resultsdir", |t: &mut TestObj| {
-            get_path(t, |p| &p.resultsdir)
-        })
-        .register_get("profdir", |t: &mut TestObj| get_path(t, |p| &p.profdir))
-        .register_get("debugdir", |t: &mut TestObj| get_path(t, |p| &p.debugdir))
-        .register_get("bindir", |t: &mut TestObj| get_path(t, |p| &p.bindir))
-        .register_get("srcdir", |t: &mut TestObj| get_path(t, |p| &p.srcdir))
-        .register_get("tmpdir", |t: &mut TestObj| -> RhaiResult<String> {
+    doc_get(
+        e,
+        "name",
+        "test",
+        "The test's name, as given to `run_test` (read-only).",
+        |t: &mut TestObj| t.0.borrow().paths.name.clone(),
+    );
+    doc_get(
+        e,
+        "tagged_testname",
+        "test",
+        "The test folder's name: the test's name with its tags and `subdir_tag` (read-only).",
+        |t: &mut TestObj| t.0.borrow().paths.tagged_testname.clone(),
+    );
+    doc_get(
+        e,
+        "outputdir",
+        "test",
+        "The test's folder in the job folder (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.outputdir),
+    );
+    doc_get(
+        e,
+        "resultsdir",
+        "test",
+        "The test's `results/` folder (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.resultsdir),
+    );
+    doc_get(
+        e,
+        "profdir",
+        "test",
+        "The test's `profiling/` folder (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.profdir),
+    );
+    doc_get(
+        e,
+        "debugdir",
+        "test",
+        "The test's `debug/` folder (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.debugdir),
+    );
+    doc_get(
+        e,
+        "bindir",
+        "test",
+        "The folder the test script is in (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.bindir),
+    );
+    doc_get(
+        e,
+        "srcdir",
+        "test",
+        "Where the test folder's `src/` is copied before `setup` (read-only).",
+        |t: &mut TestObj| get_path(t, |p| &p.srcdir),
+    );
+    doc_get(
+        e,
+        "tmpdir",
+        "test",
+        "A temp folder of the test's own, created on first use (read-only).",
+        |t: &mut TestObj| -> RhaiResult<String> {
             let dir = t.0.borrow_mut().tmpdir().map_err(|e| {
                 native_error(
                     "IOError",
@@ -720,59 +1063,102 @@ fn register_test(e: &mut Engine) {
                 )
             })?;
             Ok(path_str(&dir))
-        })
-        .register_get("iteration", |t: &mut TestObj| t.0.borrow().iteration)
-        .register_get("params", |t: &mut TestObj| t.0.borrow().params.clone())
-        .register_indexer_get(|t: &mut TestObj, k: &str| {
-            t.0.borrow().props.get(k).cloned().unwrap_or(Dynamic::UNIT)
-        })
-        .register_indexer_set(|t: &mut TestObj, k: &str, v: Dynamic| -> RhaiResult<()> {
-            if READ_ONLY.contains(&k) {
-                return Err(native_error(
-                    "AttributeError",
-                    format!("the test property '{k}' is read-only"),
-                ));
-            }
-            t.0.borrow_mut().props.insert(k.into(), v);
-            Ok(())
-        })
-        .register_fn("write_test_keyval", |t: &mut TestObj, m: Map| {
+        },
+    );
+    doc_get(
+        e,
+        "iteration",
+        "test",
+        "The current iteration, from 1 (read-only).",
+        |t: &mut TestObj| t.0.borrow().iteration,
+    );
+    doc_get(e, "params", "test", "The test parameters: the arguments that neither the job nor the harness consumes (read-only).", |t: &mut TestObj| t.0.borrow().params.clone());
+    // `this.count`: any other property is the test's own state.
+    doc_fn(
+        e,
+        "index$get$",
+        ["test", "property"],
+        "The test's own property `property` (`this.count`), or `()` if it was never set.",
+        |t: &mut TestObj, k: &str| t.0.borrow().props.get(k).cloned().unwrap_or(Dynamic::UNIT),
+    );
+    doc_fn(e, "index$set$", ["test", "property", "value"], "Sets the test's own property `property` (`this.count = 0`); the read-only properties cannot be set.", |t: &mut TestObj, k: &str, v: Dynamic| -> RhaiResult<()> {
+        if READ_ONLY.contains(&k) {
+            return Err(native_error(
+                "AttributeError",
+                format!("the test property '{k}' is read-only"),
+            ));
+        }
+        t.0.borrow_mut().props.insert(k.into(), v);
+        Ok(())
+    });
+    doc_fn(
+        e,
+        "write_test_keyval",
+        ["test", "keyval"],
+        "Adds `keyval` (a map) to the test's `keyval` file.",
+        |t: &mut TestObj, m: Map| {
             t.0.borrow()
                 .write_test_keyval(&m)
                 .map_err(|e| native_error("ValueError", e.to_string()))
-        })
-        .register_fn("write_perf_keyval", |t: &mut TestObj, m: Map| {
-            write_iteration(t, &Map::new(), &m, true)
-        })
-        .register_fn("write_attr_keyval", |t: &mut TestObj, m: Map| {
-            write_iteration(t, &m, &Map::new(), true)
-        })
-        .register_fn(
-            "write_iteration_keyval",
-            |t: &mut TestObj, a: Map, p: Map| write_iteration(t, &a, &p, false),
-        )
-        .register_fn(
-            "register_before_iteration_hook",
-            |t: &mut TestObj, f: FnPtr| t.0.borrow_mut().before_hooks.push(f),
-        )
-        .register_fn(
-            "register_after_iteration_hook",
-            |t: &mut TestObj, f: FnPtr| t.0.borrow_mut().after_hooks.push(f),
-        )
-        .register_fn(
-            "runsubtest",
-            |ctx: NativeCallContext, _t: &mut TestObj, n: &str| -> RhaiResult<bool> {
-                let job = job_of(&ctx)?;
-                subtest(&job, n, Map::new())
-            },
-        )
-        .register_fn(
-            "runsubtest",
-            |ctx: NativeCallContext, _t: &mut TestObj, n: &str, a: Map| -> RhaiResult<bool> {
-                let job = job_of(&ctx)?;
-                subtest(&job, n, a)
-            },
-        );
+        },
+    );
+    doc_fn(
+        e,
+        "write_perf_keyval",
+        ["test", "perf"],
+        "Writes a record of perf keyvals (`key{perf}=value`) to `results/keyval` (and, with `--tap`, an entry to `results/keyval.tap`).",
+        |t: &mut TestObj, m: Map| write_iteration(t, &Map::new(), &m, true),
+    );
+    doc_fn(
+        e,
+        "write_attr_keyval",
+        ["test", "attr"],
+        "Writes a record of attribute keyvals (`key{attr}=value`) to `results/keyval` (and, with `--tap`, an entry to `results/keyval.tap`).",
+        |t: &mut TestObj, m: Map| write_iteration(t, &m, &Map::new(), true),
+    );
+    doc_fn(
+        e,
+        "write_iteration_keyval",
+        ["test", "attr", "perf"],
+        "Writes one record of attribute and perf keyvals to `results/keyval` (never to `keyval.tap`, as in autotest).",
+        |t: &mut TestObj, a: Map, p: Map| write_iteration(t, &a, &p, false),
+    );
+    doc_fn(
+        e,
+        "register_before_iteration_hook",
+        ["test", "f"],
+        "Calls `f` (given the test) before each iteration.",
+        |t: &mut TestObj, f: FnPtr| t.0.borrow_mut().before_hooks.push(f),
+    );
+    doc_fn(
+        e,
+        "register_after_iteration_hook",
+        ["test", "f"],
+        "Calls `f` (given the test) after each iteration.",
+        |t: &mut TestObj, f: FnPtr| t.0.borrow_mut().after_hooks.push(f),
+    );
+    const SUBTEST: &str =
+        "Runs the test `name` nested in this test's folder; true if it ended GOOD.";
+    doc_fn(
+        e,
+        "runsubtest",
+        ["test", "name"],
+        SUBTEST,
+        |ctx: NativeCallContext, _t: &mut TestObj, n: &str| -> RhaiResult<bool> {
+            let job = job_of(&ctx)?;
+            subtest(&job, n, Map::new())
+        },
+    );
+    doc_fn(
+        e,
+        "runsubtest",
+        ["test", "name", "args"],
+        &format!("{SUBTEST}\n`args` as for `job.run_test`; `profile_only` is false unless given."),
+        |ctx: NativeCallContext, _t: &mut TestObj, n: &str, a: Map| -> RhaiResult<bool> {
+            let job = job_of(&ctx)?;
+            subtest(&job, n, a)
+        },
+    );
 }
 
 /// `runsubtest` runs a nested test with `profile_only` false unless given, as autotest did.

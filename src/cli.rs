@@ -40,6 +40,31 @@ pub enum Command {
         /// A folder to find tests in (repeatable).
         #[arg(short = 'd', long = "test-dir")]
         test_dir: Vec<PathBuf>,
+        /// Print the list as JSON (see docs/authoring.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new test NAME/NAME.rhai and a control file that runs it.
+    New {
+        /// The test's name (letters, digits, '_' and '-').
+        name: String,
+        /// The test folder to create it in (default ./tests).
+        #[arg(long, value_name = "DIR", default_value = "tests")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write Rhai definition files (.d.rhai) of the script API, for editors.
+    Definitions {
+        /// Where to write them (default .rhai/definitions).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the Markdown API reference (docs/api-reference.md) instead.
+        #[arg(long, conflicts_with = "dir")]
+        markdown: bool,
     },
     /// Summarise a finished (or interrupted) job.
     Show {

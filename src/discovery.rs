@@ -75,7 +75,8 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Option<Found> {
 }
 
 /// A regular file (links followed) with an execute bit set.
-fn is_executable(path: &Path) -> bool {
+/// True for a file with an execute bit: what an executable test's program must be.
+pub fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

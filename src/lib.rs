@@ -15,6 +15,7 @@ pub mod compare;
 pub mod config;
 pub mod console;
 pub mod constraints;
+pub mod definitions;
 pub mod discovery;
 pub mod error;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod exec_test;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;
+pub mod list;
 pub mod logging;
 pub mod outcome;
 pub mod parallel;
@@ -32,6 +34,7 @@ pub mod report;
 pub mod results;
 pub mod resume;
 pub mod runner;
+pub mod scaffold;
 pub mod script_test;
 pub mod show;
 pub mod state;
@@ -48,7 +51,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::{exit, Error};
+use crate::error::exit;
 
 /// Runs the command line `argv` and returns the process exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
@@ -89,7 +92,14 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
         None => runner::run_job(&cli.run),
         Some(Command::Run(opts)) => runner::run_job(&opts),
         Some(Command::Repl { results, test_dir }) => repl::run(results.as_deref(), &test_dir),
-        Some(Command::List { .. }) => Err(Error::NotSupported("autorun list")),
+        Some(Command::List { test_dir, json }) => list::run(&test_dir, json),
+        Some(Command::New { name, dir }) => scaffold::run(&name, &dir),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "autorun", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Some(Command::Definitions { dir, markdown }) => definitions::run(dir.as_deref(), markdown),
         Some(Command::Show { results_dir }) => show::run(&results_dir),
         Some(Command::Compare {
             a,

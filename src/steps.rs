@@ -116,36 +116,68 @@ fn control_file_only(job: &JobHandle, what: &str) -> RhaiResult<()> {
 /// Registers `job.next_step`, `next_step_append`, `next_step_prepend` (with up to four
 /// arguments after the function) and `job.quit()`.
 pub fn register(e: &mut Engine) {
+    use crate::api::doc_fn;
     macro_rules! place {
-        ($name:literal, $place:expr) => {
-            e.register_fn($name, |j: &mut JobHandle, f: Dynamic| {
+        ($name:literal, $place:expr, $doc:literal) => {
+            const DOC: &str = concat!(
+                $doc,
+                "\n`f` a function pointer `Fn(\"name\")` or a function name; up to 4 arguments follow, or use the form `[f, arg1, ...]` for more. Control files only."
+            );
+            doc_fn(e, $name, ["job", "f"], DOC, |j: &mut JobHandle, f: Dynamic| {
                 add(j, $place, &f, &[])
             });
-            e.register_fn($name, |j: &mut JobHandle, f: Dynamic, a: Dynamic| {
+            doc_fn(e, $name, ["job", "f", "a"], DOC, |j: &mut JobHandle, f: Dynamic, a: Dynamic| {
                 add(j, $place, &f, &[a])
             });
-            e.register_fn(
+            doc_fn(
+                e,
                 $name,
+                ["job", "f", "a", "b"],
+                DOC,
                 |j: &mut JobHandle, f: Dynamic, a: Dynamic, b: Dynamic| add(j, $place, &f, &[a, b]),
             );
-            e.register_fn(
+            doc_fn(
+                e,
                 $name,
+                ["job", "f", "a", "b", "c"],
+                DOC,
                 |j: &mut JobHandle, f: Dynamic, a: Dynamic, b: Dynamic, c: Dynamic| {
                     add(j, $place, &f, &[a, b, c])
                 },
             );
-            e.register_fn(
+            doc_fn(
+                e,
                 $name,
+                ["job", "f", "a", "b", "c", "d"],
+                DOC,
                 |j: &mut JobHandle, f: Dynamic, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
                     add(j, $place, &f, &[a, b, c, d])
                 },
             );
         };
     }
-    place!("next_step", Place::Next);
-    place!("next_step_append", Place::Append);
-    place!("next_step_prepend", Place::Prepend);
-    e.register_fn("quit", |j: &mut JobHandle| -> RhaiResult<()> {
+    {
+        place!(
+            "next_step",
+            Place::Next,
+            "Adds a step after those the running step already added."
+        );
+    }
+    {
+        place!(
+            "next_step_append",
+            Place::Append,
+            "Adds a step at the end of the step list."
+        );
+    }
+    {
+        place!(
+            "next_step_prepend",
+            Place::Prepend,
+            "Adds a step at the front of the step list."
+        );
+    }
+    doc_fn(e, "quit", ["job"], "Saves the job's state and ends the run with exit code 5; `autorun --continue` resumes it. Control files only.", |j: &mut JobHandle| -> RhaiResult<()> {
         control_file_only(j, "job.quit")?;
         Err(EvalAltResult::ErrorTerminated(QUIT.into(), Position::NONE).into())
     });

@@ -32,7 +32,10 @@ fn job() -> Job {
         .test("kv", KV)
         .test("bad", r#"fn run_once() { test_fail("nope"); }"#)
         .test("err", r#"fn run_once() { test_error("broken"); }"#)
-        .test("na", r#"fn initialize() { test_na("no such device"); } fn run_once() {}"#)
+        .test(
+            "na",
+            r#"fn initialize() { test_na("no such device"); } fn run_once() {}"#,
+        )
 }
 
 #[test]
