@@ -51,9 +51,6 @@ pub enum Error {
         /// What is wrong, with line and column.
         message: String,
     },
-    /// A feature that arrives with a later release.
-    #[error("{0} is not supported yet")]
-    NotSupported(&'static str),
     /// Reading or writing files failed.
     #[error("{0}")]
     Io(String),
