@@ -248,8 +248,8 @@ impl Subscriber for Console {
             Event::JobPaused { .. } => self.stop_drawing(),
             Event::JobFinished { end, .. } => {
                 self.stop_drawing();
-                println!("{}", self.summary(*end));
-                println!("Results are in {}", self.resultdir.display());
+                crate::outln!("{}", self.summary(*end));
+                crate::outln!("Results are in {}", self.resultdir.display());
             }
             _ => {}
         }

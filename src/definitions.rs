@@ -31,7 +31,7 @@ const job: Job;
 /// `autorun definitions [DIR]` and `autorun definitions --markdown`.
 pub fn run(dir: Option<&Path>, markdown: bool) -> Result<i32, Error> {
     if markdown {
-        print!("{}", self::markdown());
+        crate::table::print(&self::markdown());
         return Ok(exit::OK);
     }
     let dir = dir.unwrap_or(Path::new(DEFAULT_DIR));
@@ -41,7 +41,7 @@ pub fn run(dir: Option<&Path>, markdown: bool) -> Result<i32, Error> {
             dir.display()
         ))
     })?;
-    println!(
+    crate::outln!(
         "Wrote {} definition files to {}",
         written.len(),
         dir.display()

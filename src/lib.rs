@@ -48,6 +48,14 @@ pub mod tap;
 
 use std::ffi::OsString;
 
+/// `println!` that ignores a closed stdout (`autorun ... | head`) instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::table::print(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -96,7 +104,10 @@ fn dispatch(argv: Vec<OsString>) -> i32 {
         Some(Command::New { name, dir }) => scaffold::run(&name, &dir),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "autorun", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "autorun", &mut script);
+            table::print(&String::from_utf8_lossy(&script));
             Ok(exit::OK)
         }
         Some(Command::Definitions { dir, markdown }) => definitions::run(dir.as_deref(), markdown),

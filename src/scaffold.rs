@@ -22,13 +22,13 @@ pub struct Scaffold {
 /// `autorun new NAME --dir DIR`.
 pub fn run(name: &str, dir: &Path) -> Result<i32, Error> {
     let made = create(name, dir)?;
-    println!("Created {}", made.script.display());
-    println!("Created {}", made.control.display());
+    crate::outln!("Created {}", made.script.display());
+    crate::outln!("Created {}", made.control.display());
     let control = made.control.display();
     if dir.file_name().is_some_and(|n| n == "tests") {
-        println!("Run it with: autorun {control}");
+        crate::outln!("Run it with: autorun {control}");
     } else {
-        println!(
+        crate::outln!(
             "Run it with: autorun --test-dir {} {control}",
             dir.display()
         );

@@ -122,3 +122,32 @@ fn no_color_and_autorun_progress_are_respected() {
     assert!(!out.contains('▶'), "{out:?}");
     assert!(!out.contains("\x1b[2K"), "{out:?}");
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    // `autorun ... | head -1`: the reader goes away; autorun must finish its work and
+    // exit with its own code, not panic on the broken pipe.
+    let job = job();
+    for args in [
+        vec!["control.rhai", "-o", "results", "-t", "piped"],
+        vec!["completions", "bash"],
+        vec!["definitions", "--markdown"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_autorun"))
+            .current_dir(job.path())
+            .env("XDG_CACHE_HOME", job.path().join("cache"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let expected = if args[0] == "control.rhai" { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+    }
+    let status = std::fs::read_to_string(job.path().join("results/piped/status")).unwrap();
+    assert!(status.ends_with("\t\n") && status.contains("\nEND GOOD\t----"), "{status}");
+}

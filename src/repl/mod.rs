@@ -101,8 +101,8 @@ fn claim_folder(dir: &Path) -> Result<PathBuf, Error> {
 fn show(answer: Answer, on_terminal: bool) -> Option<Ending> {
     match answer {
         Answer::Quiet => {}
-        Answer::Value(v) => println!("=> {v}"),
-        Answer::Text(t) => println!("{t}"),
+        Answer::Value(v) => crate::outln!("=> {v}"),
+        Answer::Text(t) => crate::outln!("{t}"),
         Answer::Error(e) => eprintln!("{e}"),
         Answer::Quit => return Some(Ending::Done),
         // Ctrl-C on a terminal stops the entry, not the job; anything else stops the job,
@@ -127,7 +127,7 @@ fn interactive(session: &mut Session, info: &crate::job::JobInfo) -> Ending {
             return piped(session);
         }
     };
-    println!(
+    crate::outln!(
         "autorun repl: job {} in {}. :help lists the commands; Ctrl-D ends the job.",
         info.tag,
         info.resultdir.display()

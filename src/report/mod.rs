@@ -136,7 +136,7 @@ pub fn rebuild(dir: &Path) -> Result<i32, Error> {
     if tap {
         crate::tap::write_reports(dir).map_err(Error::Io)?;
     }
-    println!(
+    crate::outln!(
         "Rewrote {}, {} and {}{}",
         dir.join("results.json").display(),
         dir.join("junit.xml").display(),
