@@ -149,5 +149,8 @@ fn a_closed_stdout_is_not_a_crash() {
         assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
     }
     let status = std::fs::read_to_string(job.path().join("results/piped/status")).unwrap();
-    assert!(status.ends_with("\t\n") && status.contains("\nEND GOOD\t----"), "{status}");
+    assert!(
+        status.ends_with("\t\n") && status.contains("\nEND GOOD\t----"),
+        "{status}"
+    );
 }
