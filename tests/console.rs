@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 const CONTROL: &str = r#"
 job.run_test("slow", #{ iterations: 3 });
 job.run_test("bad");
+job.run_test("err");
+job.run_test("na");
 print("between tests");
 job.run_test("slow", #{ tag: "again" });
 "#;
@@ -20,6 +22,11 @@ fn job() -> Job {
     Job::new(CONTROL)
         .test("slow", r#"fn run_once() { sleep(0.35); }"#)
         .test("bad", r#"fn run_once() { test_fail("nope"); }"#)
+        .test("err", r#"fn run_once() { test_error("broken"); }"#)
+        .test(
+            "na",
+            r#"fn initialize() { test_na("no such device"); } fn run_once() {}"#,
+        )
 }
 
 #[test]
@@ -42,10 +49,10 @@ fn piped_output_is_plain_lines_with_a_summary() {
     assert!(run.status().contains("\t\tFAIL\tbad\tbad\ttimestamp="));
     let summary = out
         .lines()
-        .find(|l| l.starts_with("3 tests: "))
+        .find(|l| l.starts_with("5 tests: "))
         .unwrap_or_else(|| panic!("no summary in {out}"));
     assert!(
-        summary.starts_with("3 tests: 1 FAIL, 2 GOOD in "),
+        summary.starts_with("5 tests: 1 TEST_NA, 1 ERROR, 1 FAIL, 2 GOOD in "),
         "{summary}"
     );
     assert!(summary.ends_with(" s."), "{summary}");
@@ -104,6 +111,8 @@ fn a_terminal_gets_a_live_line_and_colours() {
     // Log lines erase it first.
     assert!(out.contains("\r\x1b[2K"), "{out:?}");
     assert!(out.contains("\x1b[31m1 FAIL\x1b[0m"), "{out:?}");
+    assert!(out.contains("\x1b[31m1 ERROR\x1b[0m"), "{out:?}");
+    assert!(out.contains("\x1b[33m1 TEST_NA\x1b[0m"), "{out:?}");
     assert!(out.contains("\x1b[32m2 GOOD\x1b[0m"), "{out:?}");
     // The files are untouched by the terminal.
     let status = std::fs::read_to_string(job.path().join("results/job/status")).unwrap();
@@ -116,7 +125,10 @@ fn no_color_and_autorun_progress_are_respected() {
     let out = on_a_terminal(&job, &[("NO_COLOR", "1")]);
     assert!(out.contains("▶ slow (iteration "), "{out:?}");
     assert!(!out.contains("\x1b[3"), "colour despite NO_COLOR: {out:?}");
-    assert!(out.contains("3 tests: 1 FAIL, 2 GOOD in "), "{out:?}");
+    assert!(
+        out.contains("5 tests: 1 TEST_NA, 1 ERROR, 1 FAIL, 2 GOOD in "),
+        "{out:?}"
+    );
 
     let out = on_a_terminal(&job, &[("AUTORUN_PROGRESS", "0")]);
     assert!(!out.contains('▶'), "{out:?}");
