@@ -44,8 +44,18 @@ thread_local! {
     static CURRENT_FILE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Records the parameter names of `ast`'s functions (see `FN_PARAMS`).
+/// Records the parameter names of `ast`'s functions (see `FN_PARAMS`), and `ast`'s source
+/// as the running script.
 pub fn remember_functions(ast: &AST) {
+    remember_module_functions(ast);
+    if let Some(src) = ast.source() {
+        CURRENT_FILE.with(|f| *f.borrow_mut() = src.to_string());
+    }
+}
+
+/// Records the parameter names of an imported module's functions; the running script
+/// stays what it was.
+pub fn remember_module_functions(ast: &AST) {
     FN_PARAMS.with(|m| {
         let mut m = m.borrow_mut();
         for f in ast.iter_functions() {
@@ -55,12 +65,10 @@ pub fn remember_functions(ast: &AST) {
             );
         }
     });
-    if let Some(src) = ast.source() {
-        CURRENT_FILE.with(|f| *f.borrow_mut() = src.to_string());
-    }
 }
 
-fn current_file() -> String {
+/// The running script (the control file, or the test's script in a test process).
+pub fn current_script() -> String {
     CURRENT_FILE.with(|f| f.borrow().clone())
 }
 
@@ -75,6 +83,15 @@ pub fn engine(job: JobHandle) -> Engine {
         .set_max_array_size(MAX_ARRAY)
         .set_max_map_size(MAX_ARRAY)
         .set_max_modules(256);
+    let control_dir = job
+        .0
+        .borrow()
+        .info
+        .control
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    e.set_module_resolver(crate::imports::Resolver::new(&control_dir));
     e.on_print(|s| logging::info("script", s));
     // Rhai hands `debug` the Debug form of its argument: a string arrives quoted and escaped.
     e.on_debug(|s, _, _| {
@@ -351,7 +368,7 @@ fn run_group(
             end("END GOOD", "")?;
             Ok(v)
         }
-        Err(err) => match escape_of(err, &current_file()) {
+        Err(err) => match escape_of(err, &current_script()) {
             Escape::Outcome(o) => {
                 end(&format!("END {}", o.status), "")?;
                 Err(o.into_rhai())

@@ -16,6 +16,8 @@ pub mod constraints;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod files;
+pub mod imports;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;
