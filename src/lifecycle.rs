@@ -154,7 +154,18 @@ impl TestState {
     /// in `results/keyval`, written with one call after every key is checked.
     pub fn write_iteration_keyval(&mut self, attr: &Map, perf: &Map) -> Result<(), KeyvalError> {
         let mut text = keyval::render(&keyval::map_pairs(attr), Tag::Attr)?;
-        text.push_str(&keyval::render(&keyval::map_pairs(perf), Tag::Perf)?);
+        let perf_pairs = keyval::map_pairs(perf);
+        text.push_str(&keyval::render(&perf_pairs, Tag::Perf)?);
+        // Written as autotest writes it, but said: tko and `autorun compare` skip it.
+        for (k, v) in perf_pairs
+            .iter()
+            .filter(|(_, v)| v.trim().parse::<f64>().is_err())
+        {
+            logging::warning(
+                "test",
+                &format!("perf value {k}={v:?} is not a number; result readers will skip it"),
+            );
+        }
         text.push('\n');
         keyval::append(&self.paths.resultsdir.join("keyval"), &text)?;
         self.last_perf = Some(perf.clone());
