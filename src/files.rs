@@ -1,6 +1,7 @@
 //! Appending records to result files (status logs, keyvals) whole or not at all: a write
 //! that fails part way (a full disk, a file size limit) is rolled back, so that what the
-//! file held before is intact and readers never see half a record.
+//! file held before is intact and readers never see half a record. Temp folders are made
+//! private.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -29,6 +30,11 @@ pub fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Permissions of temp folders: the owner's only (tempfile's default follows the umask).
+pub fn private() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o700)
 }
 
 fn roll_back(f: &std::fs::File, before: u64, written: usize, e: std::io::Error) -> std::io::Error {

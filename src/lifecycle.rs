@@ -132,6 +132,7 @@ impl TestState {
     pub fn tmpdir(&mut self) -> std::io::Result<PathBuf> {
         if self.tmp.is_none() {
             let dir = tempfile::Builder::new()
+                .permissions(crate::files::private())
                 .suffix(&format!("_{}", self.paths.tagged_testname))
                 .tempdir_in(&self.paths.tmpdir)?;
             self.paths.tmpdir = dir.path().to_path_buf();

@@ -25,9 +25,12 @@ use crate::steps;
 /// Creates the job folder: `<out>/<tag>` or a fresh `job-YYYYmmdd-HHMMSS[-N]`.
 fn make_job_folder(out: &Path, tag: Option<&str>, overwrite: bool) -> Result<PathBuf, Error> {
     let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot create {}: {e}", p.display()));
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    // A bad tag is refused before anything is created.
     if let Some(tag) = tag {
         crate::discovery::check_name("tag", tag).map_err(Error::Usage)?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    if let Some(tag) = tag {
         let dir = out.join(tag);
         if dir.symlink_metadata().is_ok() {
             if folder_busy(&dir) {
@@ -179,6 +182,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
     });
     logging::push_sink(&debug, "client").map_err(|e| io("cannot open the job's debug logs", e))?;
     let tmp = tempfile::Builder::new()
+        .permissions(crate::files::private())
         .prefix("autorun-")
         .tempdir()
         .map_err(|e| io("cannot create the job's temp folder", e))?;
@@ -456,6 +460,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         ));
     }
     let tmp = match tempfile::Builder::new()
+        .permissions(crate::files::private())
         .suffix(&format!("_{}", paths.tagged_testname))
         .tempdir_in(&spec.job.tmpdir)
     {
