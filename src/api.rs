@@ -26,6 +26,10 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 pub const MAX_CALL_LEVELS: usize = 128;
 /// Expression nesting depth (global, inside functions).
 pub const MAX_EXPR_DEPTH: (usize, usize) = (256, 128);
+/// Operations a script may run: 0, no limit, on purpose. A test may compute for hours;
+/// an endless loop is ended by the test's `timeout` or by Ctrl-C, which the engine's
+/// progress callback checks at every operation.
+pub const MAX_OPERATIONS: u64 = 0;
 /// Longest string a script may build.
 pub const MAX_STRING: usize = 64 << 20;
 /// Largest array or map a script may build.
@@ -78,7 +82,7 @@ pub fn engine(job: JobHandle) -> Engine {
     e.register_global_module(STANDARD.with(|m| m.clone()));
     e.set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1)
-        .set_max_operations(0)
+        .set_max_operations(MAX_OPERATIONS)
         .set_max_string_size(MAX_STRING)
         .set_max_array_size(MAX_ARRAY)
         .set_max_map_size(MAX_ARRAY)

@@ -120,3 +120,22 @@ fn deep_expressions_and_huge_strings_are_refused_with_a_message() {
     assert!(m.contains("Length of string"), "{m}");
     assert_eq!(run.code(), 1);
 }
+
+#[test]
+fn the_call_depth_limit_is_128_in_tests_and_in_the_control_file() {
+    let f = "fn f(n, max) { if n >= max { return n; } f(n + 1, max) }\n";
+    let run = Job::new(&format!(
+        "{f}print(`CONTROL ${{f(1, 128)}}`);\njob.run_test(\"ok\");\njob.run_test(\"too_deep\");\nf(1, 129);"
+    ))
+    .test("ok", &format!("{f}fn run_once() {{ print(`TEST ${{f(1, 128)}}`); }}"))
+    .test("too_deep", &format!("{f}fn run_once() {{ f(1, 129); }}"))
+    .finish();
+    assert!(run.stdout().contains("CONTROL 128"), "{}", run.stdout());
+    assert!(run.stdout().contains("TEST 128"), "{}", run.stdout());
+    assert_eq!(run.result_of("ok").0, "GOOD");
+    let (s, m) = run.result_of("too_deep");
+    assert_eq!(s, "FAIL");
+    assert!(m.contains("more than 128 levels deep"), "{m}");
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("more than 128 levels deep (unbounded recursion?) ("));
+}
