@@ -89,8 +89,21 @@ proptest! {
 /// Status codes a record may carry.
 fn code() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "START", "INFO", "GOOD", "FAIL", "ERROR", "WARN", "TEST_NA", "ABORT", "ALERT",
-        "END GOOD", "END FAIL", "END ERROR", "END ABORT", "END TEST_NA", "END WARN",
+        "START",
+        "INFO",
+        "GOOD",
+        "FAIL",
+        "ERROR",
+        "WARN",
+        "TEST_NA",
+        "ABORT",
+        "ALERT",
+        "END GOOD",
+        "END FAIL",
+        "END ERROR",
+        "END ABORT",
+        "END TEST_NA",
+        "END WARN",
     ])
     .prop_map(str::to_string)
 }

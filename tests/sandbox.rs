@@ -137,5 +137,7 @@ fn the_call_depth_limit_is_128_in_tests_and_in_the_control_file() {
     assert_eq!(s, "FAIL");
     assert!(m.contains("more than 128 levels deep"), "{m}");
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("more than 128 levels deep (unbounded recursion?) ("));
+    assert!(run
+        .stderr()
+        .contains("more than 128 levels deep (unbounded recursion?) ("));
 }
