@@ -76,6 +76,11 @@ pub fn current_script() -> String {
     CURRENT_FILE.with(|f| f.borrow().clone())
 }
 
+/// Makes `file` the running script again (after compiling another one).
+pub fn set_current_script(file: String) {
+    CURRENT_FILE.with(|f| *f.borrow_mut() = file);
+}
+
 /// Builds the engine for control files and tests, with `job` resolving to `job`.
 pub fn engine(job: JobHandle) -> Engine {
     let mut e = Engine::new_raw();

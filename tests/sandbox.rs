@@ -141,3 +141,28 @@ fn the_call_depth_limit_is_128_in_tests_and_in_the_control_file() {
         .stderr()
         .contains("more than 128 levels deep (unbounded recursion?) ("));
 }
+
+#[test]
+fn adding_a_profiler_does_not_open_its_folder_to_the_control_files_imports() {
+    let other = tempfile::tempdir().unwrap();
+    let p = other.path().join("profilers/p");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("p.rhai"), "fn start(test) {}\nfn stop(test) {}").unwrap();
+    std::fs::write(p.join("helper.rhai"), "fn f() { 1 }").unwrap();
+    let helper = p.join("helper").display().to_string();
+    let run = Job::new(&format!(
+        "job.profilers.add(\"p\");\nimport \"{helper}\" as h;\nprint(\"IMPORTED\");"
+    ))
+    .arg("-d")
+    .arg(&other.path().display().to_string())
+    .finish();
+    assert!(!run.stdout().contains("IMPORTED"), "{}", run.stdout());
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr()
+            .contains("is outside the folders scripts may import from")
+            && run.stderr().contains("control.rhai:2:"),
+        "{}",
+        run.stderr()
+    );
+}
