@@ -115,6 +115,7 @@ pub fn engine(job: JobHandle) -> Engine {
     e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
     register_utilities(&mut e);
     register_outcomes(&mut e);
+    register_job_exit(&mut e);
     register_job(&mut e);
     register_profilers(&mut e);
     crate::steps::register(&mut e);
@@ -824,6 +825,21 @@ pub fn set_current_job(job: &JobHandle) {
 /// The message an outcome escaping the control file's top level aborts the job with.
 pub fn unhandled_job_message(o: &Outcome) -> String {
     format!("Unhandled {}: {}", class_name(o.status), o.message)
+}
+
+/// `exit` outside a test process (the control file, a group, a profiler's `initialize`):
+/// Rhai's own would end the control file quietly and the job would pass with tests
+/// skipped, so it aborts the job with a reason instead. Test processes replace it with
+/// [`register_test_exit`].
+fn register_job_exit(e: &mut Engine) {
+    let stop = |code: String| -> RhaiResult<()> {
+        Err(
+            crate::job::abort(format!("exit({code}) called outside a test; the job stops"))
+                .into_rhai(),
+        )
+    };
+    e.register_fn("exit", move || stop(String::new()))
+        .register_fn("exit", move |code: Dynamic| stop(code.to_string()));
 }
 
 /// In a test process, `exit` ends the process as a stray `exit` would end autotest's

@@ -65,6 +65,34 @@ fn a_test_killed_by_sigkill_or_sigsegv_or_exiting_is_error_and_the_job_goes_on()
 }
 
 #[test]
+fn a_stray_exit_in_the_control_file_or_a_group_aborts_the_job_with_a_reason() {
+    for (exit, shown) in [
+        ("exit(3);", "exit(3)"),
+        ("job.run_group(|| exit());", "exit()"),
+    ] {
+        let run = Job::new(&format!(
+            "job.run_test(\"earlier\");\n{exit}\njob.run_test(\"never\");"
+        ))
+        .test("earlier", EARLIER)
+        .test("never", "fn run_once() {}")
+        .finish();
+        // Not a quiet end with the remaining tests skipped and the job GOOD.
+        assert_eq!(run.code(), 2, "{exit}: {}", run.status());
+        let log = run.status();
+        assert_parses(&log);
+        let reason = format!("{shown} called outside a test; the job stops");
+        assert!(
+            log.lines().last().unwrap().starts_with("END ABORT\t")
+                && log.trim_end().ends_with(&reason),
+            "{log}"
+        );
+        assert!(run.stderr().contains(&reason));
+        assert!(!log.contains("never"), "{log}");
+        assert_earlier_intact(&run);
+    }
+}
+
+#[test]
 fn an_endless_rhai_loop_and_a_hung_command_are_stopped_by_timeout() {
     let job = Job::new(
         "job.run_test(\"earlier\");\n\
