@@ -421,6 +421,26 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_is_kept_whole_and_more_than_the_cap_is_noted() {
+        let r = run(
+            &Cmd::Shell("head -c 200000 /dev/zero | tr '\\0' a; echo; echo b".into()),
+            &Opts::default(),
+        )
+        .unwrap();
+        assert_eq!(r.stdout.len(), 200003);
+        assert!(r.stdout.starts_with("aaaa") && r.stdout.ends_with("a\nb\n"));
+        let r = run(
+            &Cmd::Shell(format!("head -c {} /dev/zero", CAPTURE_LIMIT + 10)),
+            &Opts::default(),
+        )
+        .unwrap();
+        assert!(r.stdout.len() <= CAPTURE_LIMIT + 100);
+        assert!(r
+            .stdout
+            .ends_with("\n[output truncated: 10 more bytes are in the debug log only]\n"));
+    }
+
+    #[test]
     fn argv_and_stdin() {
         let opts = Opts {
             stdin: Some("abc".into()),
