@@ -29,6 +29,10 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 pub const MAX_CALL_LEVELS: usize = 128;
 /// Expression nesting depth (global, inside functions).
 pub const MAX_EXPR_DEPTH: (usize, usize) = (256, 128);
+/// Operations a script may run: 0, no limit, on purpose. A test may compute for hours;
+/// an endless loop is ended by the test's `timeout` or by Ctrl-C, which the engine's
+/// progress callback checks at every operation.
+pub const MAX_OPERATIONS: u64 = 0;
 /// Longest string a script may build.
 pub const MAX_STRING: usize = 64 << 20;
 /// Largest array or map a script may build.
@@ -50,8 +54,18 @@ thread_local! {
     static CURRENT_FILE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Records the parameter names of `ast`'s functions (see `FN_PARAMS`).
+/// Records the parameter names of `ast`'s functions (see `FN_PARAMS`), and `ast`'s source
+/// as the running script.
 pub fn remember_functions(ast: &AST) {
+    remember_module_functions(ast);
+    if let Some(src) = ast.source() {
+        CURRENT_FILE.with(|f| *f.borrow_mut() = src.to_string());
+    }
+}
+
+/// Records the parameter names of an imported module's functions; the running script
+/// stays what it was.
+pub fn remember_module_functions(ast: &AST) {
     FN_PARAMS.with(|m| {
         let mut m = m.borrow_mut();
         for f in ast.iter_functions() {
@@ -61,12 +75,10 @@ pub fn remember_functions(ast: &AST) {
             );
         }
     });
-    if let Some(src) = ast.source() {
-        CURRENT_FILE.with(|f| *f.borrow_mut() = src.to_string());
-    }
 }
 
-fn current_file() -> String {
+/// The running script (the control file, or the test's script in a test process).
+pub fn current_script() -> String {
     CURRENT_FILE.with(|f| f.borrow().clone())
 }
 
@@ -145,9 +157,24 @@ fn doc_comment(doc: &str) -> String {
         .join("\n")
 }
 
+/// Makes `file` the running script again (after compiling another one).
+pub fn set_current_script(file: String) {
+    CURRENT_FILE.with(|f| *f.borrow_mut() = file);
+}
+
 /// Builds the engine for control files and tests, with `job` resolving to `job`.
 pub fn engine(job: JobHandle) -> Engine {
     let mut e = engine_without_job();
+    // `import` finds modules next to the control file or the running script, nowhere else.
+    let control_dir = job
+        .0
+        .borrow()
+        .info
+        .control
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    e.set_module_resolver(crate::imports::Resolver::new(&control_dir));
     #[allow(deprecated)] // on_var is stable in use, only marked volatile
     e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
     e
@@ -170,7 +197,7 @@ pub fn engine_without_job() -> Engine {
     e.register_global_module(STANDARD.with(|m| m.clone()));
     e.set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1)
-        .set_max_operations(0)
+        .set_max_operations(MAX_OPERATIONS)
         .set_max_string_size(MAX_STRING)
         .set_max_array_size(MAX_ARRAY)
         .set_max_map_size(MAX_ARRAY)
@@ -187,6 +214,7 @@ pub fn engine_without_job() -> Engine {
     });
     register_utilities(&mut e);
     register_outcomes(&mut e);
+    register_job_exit(&mut e);
     register_job(&mut e);
     register_profilers(&mut e);
     crate::steps::register(&mut e);
@@ -504,7 +532,7 @@ fn run_group(
             end("END GOOD", "")?;
             Ok(v)
         }
-        Err(err) => match escape_of(err, &current_file()) {
+        Err(err) => match escape_of(err, &current_script()) {
             Escape::Outcome(o) => {
                 end(&format!("END {}", o.status), "")?;
                 Err(o.into_rhai())
@@ -1189,6 +1217,21 @@ pub fn current_job() -> Option<JobHandle> {
 /// The message an outcome escaping the control file's top level aborts the job with.
 pub fn unhandled_job_message(o: &Outcome) -> String {
     format!("Unhandled {}: {}", class_name(o.status), o.message)
+}
+
+/// `exit` outside a test process (the control file, a group, a profiler's `initialize`):
+/// Rhai's own would end the control file quietly and the job would pass with tests
+/// skipped, so it aborts the job with a reason instead. Test processes replace it with
+/// [`register_test_exit`].
+fn register_job_exit(e: &mut Engine) {
+    let stop = |code: String| -> RhaiResult<()> {
+        Err(
+            crate::job::abort(format!("exit({code}) called outside a test; the job stops"))
+                .into_rhai(),
+        )
+    };
+    e.register_fn("exit", move || stop(String::new()))
+        .register_fn("exit", move |code: Dynamic| stop(code.to_string()));
 }
 
 /// In a test process, `exit` ends the process as a stray `exit` would end autotest's

@@ -340,38 +340,61 @@ pub fn run(cmd: &Cmd, opts: &Opts) -> Result<CmdResult, CmdError> {
     })
 }
 
-/// Reads a stream to its end on a thread: every line to the debug log, the first
-/// [`CAPTURE_LIMIT`] bytes kept.
+/// The longest piece of a line that goes to the debug log as one log line: longer lines
+/// (or output without newlines) are logged in pieces, so memory stays bounded.
+pub const LOG_LINE_LIMIT: usize = 64 << 10;
+
+/// Reads a stream to its end on a thread: every line to the debug log (in pieces of at
+/// most [`LOG_LINE_LIMIT`] bytes), the first [`CAPTURE_LIMIT`] bytes kept.
 fn capture<R: Read + Send + 'static>(
     stream: R,
     label: &'static str,
 ) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
+        let mut reader = BufReader::with_capacity(LOG_LINE_LIMIT, stream);
         let mut kept: Vec<u8> = Vec::new();
-        let mut line = Vec::new();
-        let mut truncated = false;
+        let mut line: Vec<u8> = Vec::with_capacity(LOG_LINE_LIMIT);
+        let mut dropped: u64 = 0;
         loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    logging::debug("utils", &format!("{label} {}", text.trim_end_matches('\n')));
-                    if kept.len() + line.len() <= CAPTURE_LIMIT {
-                        kept.extend_from_slice(&line);
-                    } else {
-                        truncated = true;
-                    }
-                }
+            let buf = match reader.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(b) => b,
+            };
+            let room = LOG_LINE_LIMIT - line.len();
+            let (take, ends_line) = match buf.iter().take(room).position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len().min(room), false),
+            };
+            line.extend_from_slice(&buf[..take]);
+            reader.consume(take);
+            if ends_line || line.len() >= LOG_LINE_LIMIT {
+                keep_and_log(&mut kept, &mut dropped, &line, label);
+                line.clear();
             }
         }
+        if !line.is_empty() {
+            keep_and_log(&mut kept, &mut dropped, &line, label);
+        }
         let mut s = String::from_utf8_lossy(&kept).into_owned();
-        if truncated {
-            s.push_str("\n[output truncated at 16 MiB; the debug log has all of it]\n");
+        if dropped > 0 {
+            s.push_str(&format!(
+                "\n[output truncated: {dropped} more bytes are in the debug log only]\n"
+            ));
         }
         s
     })
+}
+
+/// Logs one line (or piece of one) and keeps it while everything so far fits in
+/// [`CAPTURE_LIMIT`]; counts in `dropped` what is not kept.
+fn keep_and_log(kept: &mut Vec<u8>, dropped: &mut u64, line: &[u8], label: &str) {
+    let text = String::from_utf8_lossy(line);
+    logging::debug("utils", &format!("{label} {}", text.trim_end_matches('\n')));
+    if *dropped == 0 && kept.len() + line.len() <= CAPTURE_LIMIT {
+        kept.extend_from_slice(line);
+    } else {
+        *dropped += line.len() as u64;
+    }
 }
 
 #[cfg(test)]
@@ -400,6 +423,26 @@ mod tests {
         let r = run(&Cmd::Shell("sleep 5 & sleep 5; wait".into()), &opts).unwrap();
         assert!(r.timed_out);
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_long_line_is_kept_whole_and_more_than_the_cap_is_noted() {
+        let r = run(
+            &Cmd::Shell("head -c 200000 /dev/zero | tr '\\0' a; echo; echo b".into()),
+            &Opts::default(),
+        )
+        .unwrap();
+        assert_eq!(r.stdout.len(), 200003);
+        assert!(r.stdout.starts_with("aaaa") && r.stdout.ends_with("a\nb\n"));
+        let r = run(
+            &Cmd::Shell(format!("head -c {} /dev/zero", CAPTURE_LIMIT + 10)),
+            &Opts::default(),
+        )
+        .unwrap();
+        assert!(r.stdout.len() <= CAPTURE_LIMIT + 100);
+        assert!(r
+            .stdout
+            .ends_with("\n[output truncated: 10 more bytes are in the debug log only]\n"));
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! block per write, plus the Python-like rendering of values (`str()` and `repr()`).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rhai::{Dynamic, Map};
@@ -188,12 +186,7 @@ pub fn map_pairs(map: &Map) -> Vec<(String, String)> {
 /// Appends `text` to the keyval file at `path` (a folder means its `keyval`).
 pub fn append(path: &Path, text: &str) -> Result<(), KeyvalError> {
     let path = keyval_path(path);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| KeyvalError::Io(path.display().to_string(), e.to_string()))?;
-    f.write_all(text.as_bytes())
+    crate::files::append_whole(&path, text.as_bytes())
         .map_err(|e| KeyvalError::Io(path.display().to_string(), e.to_string()))
 }
 

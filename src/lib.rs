@@ -20,6 +20,8 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod exec_test;
+pub mod files;
+pub mod imports;
 pub mod job;
 pub mod keyval;
 pub mod lifecycle;

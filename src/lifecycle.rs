@@ -137,6 +137,7 @@ impl TestState {
     pub fn tmpdir(&mut self) -> std::io::Result<PathBuf> {
         if self.tmp.is_none() {
             let dir = tempfile::Builder::new()
+                .permissions(crate::files::private())
                 .suffix(&format!("_{}", self.paths.tagged_testname))
                 .tempdir_in(&self.paths.tmpdir)?;
             self.paths.tmpdir = dir.path().to_path_buf();
@@ -200,6 +201,16 @@ impl TestState {
         keyval::sort_tagged(&mut perf, Tag::Perf);
         let mut text = keyval::render(&attr, Tag::Attr)?;
         text.push_str(&keyval::render(&perf, Tag::Perf)?);
+        // Written as autotest writes it, but said: tko and `autorun compare` skip it.
+        for (k, v) in perf
+            .iter()
+            .filter(|(_, v)| v.trim().parse::<f64>().is_err())
+        {
+            logging::warning(
+                "test",
+                &format!("perf value {k}={v:?} is not a number; result readers will skip it"),
+            );
+        }
         text.push('\n');
         let path = self.paths.resultsdir.join("keyval");
         keyval::append(&path, &text)?;

@@ -87,7 +87,7 @@ pub fn locate(file: &str, pos: Position) -> String {
 /// Turns a Rhai error into an [`Escape`]; `file` names the script it came from.
 #[allow(clippy::boxed_local)] // Rhai hands errors over boxed
 pub fn escape_of(err: Box<EvalAltResult>, file: &str) -> Escape {
-    let inner = innermost(*err);
+    let inner = innermost(*err, Position::NONE);
     if let EvalAltResult::ErrorRuntime(value, _) = &inner {
         if let Some(o) = outcome_of(value) {
             return Escape::Outcome(o);
@@ -96,11 +96,20 @@ pub fn escape_of(err: Box<EvalAltResult>, file: &str) -> Escape {
     Escape::Unhandled(unhandled_message(inner, file))
 }
 
-fn innermost(err: EvalAltResult) -> EvalAltResult {
+/// The error inside function-call and module wrappers; when it has no position of its
+/// own (a stack overflow), it takes that of the innermost call that has one.
+fn innermost(err: EvalAltResult, outer: Position) -> EvalAltResult {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(*inner),
-        other => other,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos)
+        | EvalAltResult::ErrorInModule(_, inner, pos) => {
+            innermost(*inner, if pos.is_none() { outer } else { pos })
+        }
+        mut other => {
+            if other.position().is_none() {
+                other.set_position(outer);
+            }
+            other
+        }
     }
 }
 
@@ -129,6 +138,13 @@ pub fn kind_and_text(err: &EvalAltResult) -> (String, String) {
             ),
             _ => ("RuntimeError".to_string(), value.to_string()),
         },
+        EvalAltResult::ErrorStackOverflow(_) => (
+            "StackOverflowError".to_string(),
+            format!(
+                "functions called each other more than {} levels deep (unbounded recursion?)",
+                crate::api::MAX_CALL_LEVELS
+            ),
+        ),
         other => {
             let dbg = format!("{other:?}");
             let variant = dbg

@@ -330,7 +330,11 @@ fn load_script(
     cache: &Path,
 ) -> RhaiResult<Profiler> {
     let file = path.display().to_string();
-    let ast = crate::script_test::compile(engine, path).map_err(|m| bad_arg(name, m))?;
+    // The control file stays the running script (error positions, import roots).
+    let running = crate::api::current_script();
+    let ast = crate::script_test::compile(engine, path);
+    crate::api::set_current_script(running);
+    let ast = ast.map_err(|m| bad_arg(name, m))?;
     let fns: HashMap<String, Vec<String>> = ast
         .iter_functions()
         .map(|f| {

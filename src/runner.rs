@@ -30,9 +30,12 @@ pub(crate) fn make_job_folder(
     overwrite: bool,
 ) -> Result<PathBuf, Error> {
     let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot create {}: {e}", p.display()));
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    // A bad tag is refused before anything is created.
     if let Some(tag) = tag {
         crate::discovery::check_name("tag", tag).map_err(Error::Usage)?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    if let Some(tag) = tag {
         let dir = out.join(tag);
         if dir.symlink_metadata().is_ok() {
             if folder_busy(&dir) {
@@ -255,6 +258,7 @@ pub(crate) fn open_job(plan: JobPlan) -> Result<(JobHandle, tempfile::TempDir), 
     });
     logging::push_sink(&debug, "client").map_err(|e| io("cannot open the job's debug logs", e))?;
     let tmp = tempfile::Builder::new()
+        .permissions(crate::files::private())
         .prefix("autorun-")
         .tempdir()
         .map_err(|e| io("cannot create the job's temp folder", e))?;
@@ -553,6 +557,7 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
         ));
     }
     let tmp = match tempfile::Builder::new()
+        .permissions(crate::files::private())
         .suffix(&format!("_{}", paths.tagged_testname))
         .tempdir_in(&spec.job.tmpdir)
     {

@@ -1,8 +1,6 @@
 //! The status log: autotest's exact line format, its validation, its parser, and the writer
 //! that appends each record to the job's `status` and to the test's own `status`.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::status::Status;
@@ -290,8 +288,7 @@ pub fn readable(text: &str) -> String {
 }
 
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(text.as_bytes())
+    crate::files::append_whole(path, text.as_bytes())
 }
 
 /// A message as the status log keeps it: tabs in its first line become 8 spaces.
