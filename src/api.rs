@@ -1230,8 +1230,14 @@ fn register_job_exit(e: &mut Engine) {
                 .into_rhai(),
         )
     };
-    e.register_fn("exit", move || stop(String::new()))
-        .register_fn("exit", move |code: Dynamic| stop(code.to_string()));
+    doc_fn(e, "exit", [], "`exit(0)`.", move || stop(String::new()));
+    doc_fn(
+        e,
+        "exit",
+        ["code"],
+        "In a test, ends the test's process with the exit code `code` (default 0): the test ends ERROR `Test subprocess failed rc=N` and the job goes on. In a control file, aborts the job (`exit(N) called outside a test; the job stops`).",
+        move |code: Dynamic| stop(code.to_string()),
+    );
 }
 
 /// In a test process, `exit` ends the process as a stray `exit` would end autotest's
