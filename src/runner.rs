@@ -320,10 +320,11 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         &resultdir.join("keyval"),
         &format!("job_finished={}\n", chrono::Local::now().timestamp()),
     );
-    let log = std::fs::read_to_string(resultdir.join("status")).unwrap_or_default();
+    // Read line by line, not whole: the job's memory does not grow with its tests.
+    let tally = status_log::Tally::of_file(&resultdir.join("status")).unwrap_or_default();
     let code = match aborted {
         Some(_) => exit::ABORTED,
-        None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
+        None if tally.failed_end() => exit::TEST_FAILED,
         None => exit::OK,
     };
     job.emit(&Event::JobFinished {
@@ -340,7 +341,7 @@ pub fn run_job(opts: &RunOpts) -> Result<i32, Error> {
         logging::error("job", &format!("cannot write report.html: {e}"));
     }
     logging::pop_sink();
-    println!("{}", status_log::summary(&log));
+    println!("{}", tally.summary());
     println!("Results are in {}", resultdir.display());
     if let Some(msg) = aborted {
         eprintln!(
@@ -455,19 +456,8 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
             format!("cannot enter {}: {e}", paths.outputdir.display()),
         ));
     }
-    let tmp = match tempfile::Builder::new()
-        .suffix(&format!("_{}", paths.tagged_testname))
-        .tempdir_in(&spec.job.tmpdir)
-    {
-        Ok(t) => t,
-        Err(e) => {
-            return Some(Outcome::new(
-                Status::Error,
-                format!("cannot create the test's temp folder: {e}"),
-            ))
-        }
-    };
-    paths.tmpdir = tmp.path().to_path_buf();
+    // The test's own temp folder is made inside the job's on first use (`this.tmpdir`).
+    paths.tmpdir = spec.job.tmpdir.clone();
     state.borrow_mut().paths = paths;
     let req = Request {
         run_cleanup: spec.run_cleanup,

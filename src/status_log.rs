@@ -264,51 +264,77 @@ pub struct LoggedTest {
 /// The tests whose START and END are both in `log`, in the order of their ENDs (a nested
 /// test before the test that ran it). Groups (no subdir) and blocks left open are skipped.
 pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
-    struct Open {
-        line: ParsedLine,
-        result: Option<String>,
-    }
-    let timestamp = |l: &ParsedLine| {
-        l.fields
-            .iter()
-            .find(|(k, _)| k == "timestamp")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let mut open: Vec<Open> = Vec::new();
     let mut out = Vec::new();
-    // True while continuation lines belong to the innermost block's result line.
-    let mut continuing = false;
-    for raw in log.lines() {
+    each_finished_test(log.lines(), |t| out.push(t));
+    out
+}
+
+/// [`finished_tests`] one at a time, from the log's lines: only the blocks still open are
+/// kept, however long the log.
+pub fn each_finished_test<S: AsRef<str>>(
+    lines: impl IntoIterator<Item = S>,
+    mut each: impl FnMut(LoggedTest),
+) {
+    let mut reader = FinishedTests::default();
+    for raw in lines {
+        if let Some(t) = reader.line(raw.as_ref()) {
+            each(t);
+        }
+    }
+}
+
+/// Reads a status log line by line and says which line finished a test (see
+/// [`finished_tests`]); it keeps only the blocks still open.
+#[derive(Debug, Default)]
+pub struct FinishedTests {
+    open: Vec<OpenBlock>,
+    /// True while continuation lines belong to the innermost block's result line.
+    continuing: bool,
+}
+
+#[derive(Debug)]
+struct OpenBlock {
+    line: ParsedLine,
+    result: Option<String>,
+}
+
+impl FinishedTests {
+    /// Reads one line; returns the test it finished, if any.
+    pub fn line(&mut self, raw: &str) -> Option<LoggedTest> {
+        let timestamp = |l: &ParsedLine| {
+            l.fields
+                .iter()
+                .find(|(k, _)| k == "timestamp")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
         if let Some(more) = raw.strip_prefix("  ") {
             if let (
                 true,
-                Some(Open {
+                Some(OpenBlock {
                     result: Some(r), ..
                 }),
-            ) = (continuing, open.last_mut())
+            ) = (self.continuing, self.open.last_mut())
             {
                 r.push('\n');
                 r.push_str(more);
             }
-            continue;
+            return None;
         }
-        continuing = false;
-        let Some(line) = parse_line(raw) else {
-            continue;
-        };
+        self.continuing = false;
+        let line = parse_line(raw)?;
         if line.code == "START" {
-            open.push(Open { line, result: None });
+            self.open.push(OpenBlock { line, result: None });
         } else if let Some(code) = line.code.strip_prefix("END ") {
-            let Some(block) = open.pop() else { continue };
+            let block = self.open.pop()?;
             let (Some(subdir), Some(operation), Ok(status)) = (
                 block.line.subdir.clone(),
                 block.line.operation.clone(),
                 code.parse::<Status>(),
             ) else {
-                continue;
+                return None;
             };
-            out.push(LoggedTest {
+            return Some(LoggedTest {
                 subdir,
                 operation,
                 status,
@@ -316,47 +342,105 @@ pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
                 started: timestamp(&block.line),
                 ended: timestamp(&line),
             });
-        } else if let Some(block) = open.last_mut() {
+        } else if let Some(block) = self.open.last_mut() {
             if line.subdir.is_some() && line.subdir == block.line.subdir {
                 block.result = Some(line.message);
-                continuing = true;
+                self.continuing = true;
             }
         }
+        None
     }
-    out
 }
 
 /// The closing line of a job on the console: how many tests ended with each status, in
 /// autotest's severity order, and how long the job took (`3 tests: 2 GOOD, 1 FAIL in 4 s.`).
 pub fn summary(log: &str) -> String {
-    let tests = finished_tests(log);
-    let mut counts: Vec<String> = Vec::new();
-    for st in crate::status::ALL {
-        let n = tests.iter().filter(|t| t.status == st).count();
-        if n > 0 {
-            counts.push(format!("{n} {st}"));
-        }
+    let mut tally = Tally::default();
+    for line in log.lines() {
+        tally.line(line);
     }
-    let stamps: Vec<i64> = log
-        .lines()
-        .filter_map(parse_line)
-        .filter_map(|l| {
+    tally.summary()
+}
+
+/// What the end of a job needs of its status log, read line by line without keeping it:
+/// the closing summary line, and whether a test failed.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Finished tests by status, in [`crate::status::ALL`] order.
+    counts: [usize; crate::status::ALL.len()],
+    tests: usize,
+    first: Option<i64>,
+    last: Option<i64>,
+    failed_end: bool,
+    reader: FinishedTests,
+}
+
+impl Tally {
+    /// Reads the status log at `path`.
+    pub fn of_file(path: &Path) -> std::io::Result<Tally> {
+        use std::io::BufRead;
+        let mut tally = Tally::default();
+        let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            tally.line(line.strip_suffix('\r').unwrap_or(line));
+        }
+        Ok(tally)
+    }
+
+    /// Reads one line.
+    pub fn line(&mut self, line: &str) {
+        if let Some(ts) = parse_line(line).and_then(|l| {
             l.fields
                 .iter()
                 .find(|(k, _)| k == "timestamp")
-                .and_then(|(_, v)| v.parse().ok())
-        })
-        .collect();
-    let secs = match (stamps.iter().min(), stamps.iter().max()) {
-        (Some(a), Some(b)) => b - a,
-        _ => 0,
-    };
-    let n = tests.len();
-    let what = if n == 1 { "test" } else { "tests" };
-    if counts.is_empty() {
-        format!("{n} {what} in {secs} s.")
-    } else {
-        format!("{n} {what}: {} in {secs} s.", counts.join(", "))
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+        }) {
+            self.first = Some(self.first.map_or(ts, |t| t.min(ts)));
+            self.last = Some(self.last.map_or(ts, |t| t.max(ts)));
+        }
+        let t = line.trim_start_matches('\t');
+        if t.starts_with("END FAIL\t") || t.starts_with("END ERROR\t") {
+            self.failed_end = true;
+        }
+        if let Some(test) = self.reader.line(line) {
+            self.tests += 1;
+            if let Some(i) = crate::status::ALL.iter().position(|s| *s == test.status) {
+                self.counts[i] += 1;
+            }
+        }
+    }
+
+    /// True when the log holds an `END FAIL` or `END ERROR` line (see [`has_failed_end`]).
+    pub fn failed_end(&self) -> bool {
+        self.failed_end
+    }
+
+    /// The closing summary line (see [`summary`]).
+    pub fn summary(&self) -> String {
+        let mut counts: Vec<String> = Vec::new();
+        for (st, n) in crate::status::ALL.iter().zip(&self.counts) {
+            if *n > 0 {
+                counts.push(format!("{n} {st}"));
+            }
+        }
+        let secs = match (self.first, self.last) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        let n = self.tests;
+        let what = if n == 1 { "test" } else { "tests" };
+        if counts.is_empty() {
+            format!("{n} {what} in {secs} s.")
+        } else {
+            format!("{n} {what}: {} in {secs} s.", counts.join(", "))
+        }
     }
 }
 
@@ -492,6 +576,17 @@ mod tests {
                    END GOOD\t----\t----\ttimestamp=13\tlocaltime=x\t\n";
         assert_eq!(summary(log), "2 tests: 1 FAIL, 1 GOOD in 3 s.");
         assert_eq!(summary(""), "0 tests in 0 s.");
+        // The same, read from the file line by line at the job's end.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status");
+        std::fs::write(&path, log).unwrap();
+        let tally = Tally::of_file(&path).unwrap();
+        assert_eq!(tally.summary(), "2 tests: 1 FAIL, 1 GOOD in 3 s.");
+        assert!(tally.failed_end());
+        std::fs::write(&path, log.replace("END FAIL", "END WARN")).unwrap();
+        let tally = Tally::of_file(&path).unwrap();
+        assert_eq!(tally.summary(), "2 tests: 1 WARN, 1 GOOD in 3 s.");
+        assert!(!tally.failed_end());
     }
 
     #[test]
