@@ -71,6 +71,10 @@ pub fn run(ctx: &NativeCallContext, job: &JobHandle, list: &Array) -> RhaiResult
             // SAFETY: setpgid on this process.
             unsafe { libc::setpgid(0, 0) };
             job.set_status_file(&file);
+            // The task's own watch on the mount table (the job's is not valid in a fork,
+            // and every test would work the df plan out again), then a plan from now.
+            crate::sysinfo::watch_mounts();
+            job.0.borrow_mut().info.sysinfo.df = crate::sysinfo::DfPlan::now();
             let code = match task
                 .f
                 .call_within_context::<Dynamic>(ctx, task.args.clone())

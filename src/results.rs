@@ -3,6 +3,7 @@
 //! Finished, interrupted and still-running jobs all load.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use rhai::{Array, Dynamic, Map};
@@ -145,55 +146,23 @@ impl JobResults {
     /// Reads the job folder `dir`: `status` (and the `status.<i>` files that parallel tasks
     /// leave while they run), then each test's `keyval` and `results/keyval`.
     pub fn load(dir: &Path) -> Result<JobResults, ResultsError> {
-        if !dir.is_dir() {
-            return Err(ResultsError::Missing(dir.to_path_buf()));
-        }
-        let status = dir.join("status");
-        if !status.is_file() {
-            return Err(ResultsError::NotAJobFolder(dir.to_path_buf()));
-        }
-        let mut log = read(&status)?;
-        for extra in parallel_logs(dir) {
-            let text = read(&extra)?;
-            if !log.ends_with('\n') && !log.is_empty() {
-                log.push('\n');
-            }
-            log.push_str(&text);
-        }
-        let mut results = JobResults::from_log(dir, &log);
-        let mut warnings = Vec::new();
-        for node in &mut results.nodes {
-            let Some(sub) = &node.subdir else { continue };
-            let test_dir = dir.join(sub);
-            let kv = test_dir.join("keyval");
-            node.keyval = read_keyval_lenient(&kv, &mut warnings)?;
-            let iter_kv = test_dir.join("results").join("keyval");
-            node.iterations = match std::fs::read_to_string(&iter_kv) {
-                Ok(text) => parse_iterations(&text),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(ResultsError::Io(iter_kv, e)),
-            };
-        }
-        results.warnings = warnings;
-        Ok(results)
+        let mut nodes = Vec::new();
+        let mut r = scan(dir, Detail::All, |n| nodes.push(n))?;
+        r.nodes = nodes;
+        Ok(r)
     }
 
     /// The tests and groups of a status log's text (no keyvals are read).
     pub fn from_log(dir: &Path, log: &str) -> JobResults {
         let mut b = Builder::default();
-        for line in log.lines().filter_map(status_log::parse_line) {
-            b.line(&line);
+        for line in log.lines() {
+            b.line(line);
         }
-        JobResults {
-            dir: dir.to_path_buf(),
-            status: b.job_status.unwrap_or_else(|| RUNNING.to_string()),
-            reason: b.job_reason,
-            started: b.job_started,
-            finished: b.job_finished,
-            last_timestamp: b.last_timestamp,
-            nodes: b.nodes,
-            warnings: Vec::new(),
-        }
+        b.flush_all();
+        let nodes = std::mem::take(&mut b.done);
+        let mut r = b.finish(dir);
+        r.nodes = nodes;
+        r
     }
 
     /// The tests (not the groups), in the order they started.
@@ -225,10 +194,109 @@ impl JobResults {
     }
 }
 
-fn read(path: &Path) -> Result<String, ResultsError> {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| ResultsError::Io(path.to_path_buf(), e))
+/// What [`scan`] reads of each test besides its status-log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Nothing: `keyval` and `iterations` stay empty.
+    Log,
+    /// `results/keyval` (the iterations), not the test keyval.
+    Iterations,
+    /// Both keyval files.
+    All,
+}
+
+/// Reads the job folder `dir` line by line and hands each test and group to `each`, in
+/// the order of their START lines, as soon as it and every test or group around it have
+/// ended (or the log ends), with the files `detail` asks for. Returns the job without its
+/// nodes (`nodes` is empty). A reader holds only the tests still open, however many the
+/// job ran: this is how the job writes `report.html` at its end, and how `autorun show`
+/// and `autorun report` read a folder of thousands of tests.
+pub fn scan(
+    dir: &Path,
+    detail: Detail,
+    mut each: impl FnMut(Node),
+) -> Result<JobResults, ResultsError> {
+    if !dir.is_dir() {
+        return Err(ResultsError::Missing(dir.to_path_buf()));
+    }
+    let status = dir.join("status");
+    if !status.is_file() {
+        return Err(ResultsError::NotAJobFolder(dir.to_path_buf()));
+    }
+    let mut b = Builder::default();
+    let mut warnings = Vec::new();
+    let mut failed = None;
+    let mut hand_over = |b: &mut Builder, warnings: &mut Vec<String>| {
+        for mut node in b.done.drain(..) {
+            if failed.is_none() {
+                match read_detail(dir, &mut node, detail, warnings) {
+                    Ok(()) => each(node),
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+    };
+    let mut buf = Vec::with_capacity(4096);
+    for (i, path) in std::iter::once(status)
+        .chain(parallel_logs(dir))
+        .enumerate()
+    {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // A task's log is merged into `status` and removed when the task ends.
+            Err(e) if i > 0 && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ResultsError::Io(path, e)),
+        };
+        let mut reader = BufReader::new(file);
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(ResultsError::Io(path, e)),
+            }
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            b.line(line.strip_suffix('\r').unwrap_or(line));
+            if !b.done.is_empty() {
+                hand_over(&mut b, &mut warnings);
+            }
+        }
+    }
+    b.flush_all();
+    hand_over(&mut b, &mut warnings);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut r = b.finish(dir);
+    r.warnings = warnings;
+    Ok(r)
+}
+
+/// Reads the keyval files of a test node that `detail` asks for.
+fn read_detail(
+    dir: &Path,
+    node: &mut Node,
+    detail: Detail,
+    warnings: &mut Vec<String>,
+) -> Result<(), ResultsError> {
+    let Some(sub) = &node.subdir else {
+        return Ok(());
+    };
+    if detail == Detail::Log {
+        return Ok(());
+    }
+    let test_dir = dir.join(sub);
+    if detail == Detail::All {
+        node.keyval = read_keyval_lenient(&test_dir.join("keyval"), warnings)?;
+    }
+    let iter_kv = test_dir.join("results").join("keyval");
+    node.iterations = match std::fs::read_to_string(&iter_kv) {
+        Ok(text) => parse_iterations(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ResultsError::Io(iter_kv, e)),
+    };
+    Ok(())
 }
 
 /// `status.<i>` and `status.<i>.<j>` files in `dir`, outermost first.
@@ -291,10 +359,16 @@ struct Open {
     indent: usize,
 }
 
-/// Builds the nodes of a status log line by line.
+/// Builds the nodes of a status log line by line. Nodes wait in `open_nodes` while a test
+/// or group around them is open, then move to `done`, to be taken by the reader.
 #[derive(Default)]
 struct Builder {
-    nodes: Vec<Node>,
+    /// Nodes not handed over yet; `open_nodes[0]` has the index `base`.
+    open_nodes: Vec<Node>,
+    /// The index of `open_nodes[0]` among all the nodes of the log.
+    base: usize,
+    /// Nodes whose subtree has ended, in START order.
+    done: Vec<Node>,
     open: Vec<Open>,
     job_status: Option<String>,
     job_reason: String,
@@ -308,7 +382,11 @@ fn is_job_line(l: &ParsedLine) -> bool {
 }
 
 impl Builder {
-    fn line(&mut self, l: &ParsedLine) {
+    /// Reads one line of the log; continuation lines and malformed lines are skipped.
+    fn line(&mut self, text: &str) {
+        let Some(l) = status_log::parse_line(text) else {
+            return;
+        };
         let ts = l
             .fields
             .iter()
@@ -318,11 +396,39 @@ impl Builder {
             self.last_timestamp = Some(self.last_timestamp.map_or(ts, |t| t.max(ts)));
         }
         if l.code == "START" {
-            self.start(l, ts);
+            self.start(&l, ts);
         } else if let Some(status) = l.code.strip_prefix("END ") {
-            self.end(l, status, ts);
+            self.end(&l, status, ts);
         } else {
-            self.status_line(l);
+            self.status_line(&l);
+        }
+        if !self.open.iter().any(|o| o.node.is_some()) {
+            self.flush_all();
+        }
+    }
+
+    /// Moves every waiting node to `done`.
+    fn flush_all(&mut self) {
+        self.base += self.open_nodes.len();
+        self.done.append(&mut self.open_nodes);
+    }
+
+    /// The node with index `i` among all the nodes of the log; it is still waiting.
+    fn node(&mut self, i: usize) -> &mut Node {
+        &mut self.open_nodes[i - self.base]
+    }
+
+    /// The job as read so far, without nodes.
+    fn finish(self, dir: &Path) -> JobResults {
+        JobResults {
+            dir: dir.to_path_buf(),
+            status: self.job_status.unwrap_or_else(|| RUNNING.to_string()),
+            reason: self.job_reason,
+            started: self.job_started,
+            finished: self.job_finished,
+            last_timestamp: self.last_timestamp,
+            nodes: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -352,7 +458,7 @@ impl Builder {
             .clone()
             .or_else(|| l.subdir.clone())
             .unwrap_or_else(|| "----".to_string());
-        self.nodes.push(Node {
+        self.open_nodes.push(Node {
             kind,
             name,
             subdir: l.subdir.clone(),
@@ -366,7 +472,7 @@ impl Builder {
             iterations: Vec::new(),
         });
         self.open.push(Open {
-            node: Some(self.nodes.len() - 1),
+            node: Some(self.base + self.open_nodes.len() - 1),
             indent: l.indent,
         });
     }
@@ -379,7 +485,7 @@ impl Builder {
                 self.open.truncate(pos);
                 match open.node {
                     Some(i) => {
-                        let node = &mut self.nodes[i];
+                        let node = self.node(i);
                         node.status = status.to_string();
                         node.finished = ts;
                         if node.reason.is_empty() {
@@ -410,7 +516,7 @@ impl Builder {
             return;
         };
         let Some(i) = owner.node else { return };
-        let node = &mut self.nodes[i];
+        let node = self.node(i);
         if node.kind == Kind::Test && node.subdir == l.subdir {
             node.reason = l.message.clone();
         }
@@ -586,6 +692,41 @@ END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (lin
             JobResults::load(&d.join("nowhere")),
             Err(ResultsError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn a_scan_hands_each_subtree_over_when_it_ends() {
+        let mut b = Builder::default();
+        let lines: Vec<&str> = LOG.lines().collect();
+        let mut handed = Vec::new();
+        for line in &lines {
+            b.line(line);
+            handed.push(b.done.drain(..).map(|n| n.name).collect::<Vec<_>>());
+        }
+        // kv.a at its END (line 4), failing at its END (line 8), the group with both
+        // tests inside it at the group's END (line 17); nothing else is held.
+        let at: Vec<(usize, Vec<String>)> = handed
+            .into_iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(i, h)| (i + 1, h))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (4, vec!["kv.a".to_string()]),
+                (8, vec!["failing".to_string()]),
+                (17, vec!["grp".into(), "kv.in".into(), "child".into()]),
+            ]
+        );
+        // Parents keep their indices among all the nodes of the log.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("status"), LOG).unwrap();
+        let mut parents = Vec::new();
+        let r = scan(dir.path(), Detail::Log, |n| parents.push(n.parent)).unwrap();
+        assert_eq!(parents, [None, None, None, Some(2), Some(3)]);
+        assert!(r.nodes.is_empty());
+        assert_eq!((r.status.as_str(), r.duration()), ("GOOD", Some(10)));
     }
 
     #[test]

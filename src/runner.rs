@@ -397,10 +397,11 @@ pub(crate) fn finish_job(job: &JobHandle, aborted: Option<String>) -> Result<i32
         &resultdir.join("keyval"),
         &format!("job_finished={}\n", chrono::Local::now().timestamp()),
     );
-    let log = std::fs::read_to_string(resultdir.join("status")).unwrap_or_default();
+    // Read line by line, not whole: the job's memory does not grow with its tests.
+    let failed = status_log::file_has_failed_end(&resultdir.join("status")).unwrap_or(false);
     let code = match aborted {
         Some(_) => exit::ABORTED,
-        None if status_log::has_failed_end(&log) => exit::TEST_FAILED,
+        None if failed => exit::TEST_FAILED,
         None => exit::OK,
     };
     let _ = job.emit(&Event::JobFinished {
@@ -556,20 +557,8 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
             format!("cannot enter {}: {e}", paths.outputdir.display()),
         ));
     }
-    let tmp = match tempfile::Builder::new()
-        .permissions(crate::files::private())
-        .suffix(&format!("_{}", paths.tagged_testname))
-        .tempdir_in(&spec.job.tmpdir)
-    {
-        Ok(t) => t,
-        Err(e) => {
-            return Some(Outcome::new(
-                Status::Error,
-                format!("cannot create the test's temp folder: {e}"),
-            ))
-        }
-    };
-    paths.tmpdir = tmp.path().to_path_buf();
+    // The test's own temp folder is made inside the job's on first use (`this.tmpdir`).
+    paths.tmpdir = spec.job.tmpdir.clone();
     state.borrow_mut().paths = paths;
     let req = Request {
         run_cleanup: spec.run_cleanup,

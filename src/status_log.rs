@@ -321,51 +321,77 @@ pub struct LoggedTest {
 /// The tests whose START and END are both in `log`, in the order of their ENDs (a nested
 /// test before the test that ran it). Groups (no subdir) and blocks left open are skipped.
 pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
-    struct Open {
-        line: ParsedLine,
-        result: Option<String>,
-    }
-    let timestamp = |l: &ParsedLine| {
-        l.fields
-            .iter()
-            .find(|(k, _)| k == "timestamp")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let mut open: Vec<Open> = Vec::new();
     let mut out = Vec::new();
-    // True while continuation lines belong to the innermost block's result line.
-    let mut continuing = false;
-    for raw in log.lines() {
+    each_finished_test(log.lines(), |t| out.push(t));
+    out
+}
+
+/// [`finished_tests`] one at a time, from the log's lines: only the blocks still open are
+/// kept, however long the log.
+pub fn each_finished_test<S: AsRef<str>>(
+    lines: impl IntoIterator<Item = S>,
+    mut each: impl FnMut(LoggedTest),
+) {
+    let mut reader = FinishedTests::default();
+    for raw in lines {
+        if let Some(t) = reader.line(raw.as_ref()) {
+            each(t);
+        }
+    }
+}
+
+/// Reads a status log line by line and says which line finished a test (see
+/// [`finished_tests`]); it keeps only the blocks still open.
+#[derive(Debug, Default)]
+pub struct FinishedTests {
+    open: Vec<OpenBlock>,
+    /// True while continuation lines belong to the innermost block's result line.
+    continuing: bool,
+}
+
+#[derive(Debug)]
+struct OpenBlock {
+    line: ParsedLine,
+    result: Option<String>,
+}
+
+impl FinishedTests {
+    /// Reads one line; returns the test it finished, if any.
+    pub fn line(&mut self, raw: &str) -> Option<LoggedTest> {
+        let timestamp = |l: &ParsedLine| {
+            l.fields
+                .iter()
+                .find(|(k, _)| k == "timestamp")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
         if let Some(more) = raw.strip_prefix("  ") {
             if let (
                 true,
-                Some(Open {
+                Some(OpenBlock {
                     result: Some(r), ..
                 }),
-            ) = (continuing, open.last_mut())
+            ) = (self.continuing, self.open.last_mut())
             {
                 r.push('\n');
                 r.push_str(more);
             }
-            continue;
+            return None;
         }
-        continuing = false;
-        let Some(line) = parse_line(raw) else {
-            continue;
-        };
+        self.continuing = false;
+        let line = parse_line(raw)?;
         if line.code == "START" {
-            open.push(Open { line, result: None });
+            self.open.push(OpenBlock { line, result: None });
         } else if let Some(code) = line.code.strip_prefix("END ") {
-            let Some(block) = open.pop() else { continue };
+            let block = self.open.pop()?;
             let (Some(subdir), Some(operation), Ok(status)) = (
                 block.line.subdir.clone(),
                 block.line.operation.clone(),
                 code.parse::<Status>(),
             ) else {
-                continue;
+                return None;
             };
-            out.push(LoggedTest {
+            return Some(LoggedTest {
                 subdir,
                 operation,
                 status,
@@ -373,14 +399,32 @@ pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
                 started: timestamp(&block.line),
                 ended: timestamp(&line),
             });
-        } else if let Some(block) = open.last_mut() {
+        } else if let Some(block) = self.open.last_mut() {
             if line.subdir.is_some() && line.subdir == block.line.subdir {
                 block.result = Some(line.message);
-                continuing = true;
+                self.continuing = true;
             }
         }
+        None
     }
-    out
+}
+
+/// True when the status log at `path` holds an `END FAIL` or `END ERROR` line (see
+/// [`has_failed_end`]), read line by line: the job's memory does not grow with its log.
+pub fn file_has_failed_end(path: &Path) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(false);
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if has_failed_end(&line) {
+            return Ok(true);
+        }
+    }
 }
 
 /// True when the status log holds an `END FAIL` or `END ERROR` line: the run exits 1.
@@ -510,6 +554,21 @@ mod tests {
         assert_eq!(readable(text), "    FAIL  a  a  no luck\n  Trace  back");
         let e = Entry::new("START", None, None, "");
         assert_eq!(readable(&e.render(0)), "START  ----  ----");
+    }
+
+    #[test]
+    fn failed_ends_are_found_in_a_file() {
+        let log = "START\t----\t----\ttimestamp=10\tlocaltime=x\t\n\
+                   \tSTART\ta\ta\ttimestamp=10\tlocaltime=x\t\n\
+                   \t\tFAIL\ta\ta\ttimestamp=11\tlocaltime=x\tno\n\
+                   \tEND FAIL\ta\ta\ttimestamp=11\tlocaltime=x\t\n\
+                   END GOOD\t----\t----\ttimestamp=13\tlocaltime=x\t\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status");
+        std::fs::write(&path, log).unwrap();
+        assert!(file_has_failed_end(&path).unwrap());
+        std::fs::write(&path, log.replace("END FAIL", "END WARN")).unwrap();
+        assert!(!file_has_failed_end(&path).unwrap());
     }
 
     #[test]

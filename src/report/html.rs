@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::results::{JobResults, Kind, Node};
+use crate::results::{self, Detail, JobResults, Kind, Node};
 use crate::table;
 
 /// Order of the per-status counts: passing first, then by severity.
@@ -47,39 +48,174 @@ table.summary th{width:8em}
 .plot h4{margin:.2em 0;font-size:.9em;font-family:monospace}
 ";
 
-/// Writes `<dir>/report.html` from the job folder `dir`.
+/// Writes `<dir>/report.html` from the job folder `dir`, through a temp file and a
+/// rename. The status log is read twice, a test at a time (see [`results::scan`]): once for
+/// the summary at the top of the page, once for the rows and plots. Nothing is kept of a
+/// test once its row and plots are written, so that the job process writing this at its
+/// end does not grow with the number of tests.
 pub fn write(dir: &Path) -> Result<(), String> {
-    let r = JobResults::load(dir).map_err(|e| e.to_string())?;
-    let page = render(&r);
+    let mut counts = Counts::default();
+    let job = results::scan(dir, Detail::Log, |n| counts.add(&n)).map_err(|e| e.to_string())?;
     let path = dir.join("report.html");
-    super::replace_file(&path, page.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let io = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let result = (|| -> Result<(), String> {
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut page = Page::new(std::io::BufWriter::new(file));
+        page.head(&job, &counts).map_err(io)?;
+        let mut failed = None;
+        results::scan(dir, Detail::Iterations, |node| {
+            if failed.is_none() {
+                failed = page.node(dir, &node).err();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        if let Some(e) = failed {
+            return Err(io(e));
+        }
+        let mut out = page.finish(&counts).map_err(io)?;
+        out.flush().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The page for a loaded job.
 pub fn render(r: &JobResults) -> String {
-    let tag = r
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut out = String::with_capacity(8192 + 512 * r.nodes.len());
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>autorun job {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
-         <h1>Job {}</h1>\n",
-        esc(&tag),
-        esc(&tag)
-    );
-    summary(&mut out, r);
-    tests_table(&mut out, r);
-    plots(&mut out, r);
-    out.push_str("</body>\n</html>\n");
-    out
+    let mut counts = Counts::default();
+    for node in &r.nodes {
+        counts.add(node);
+    }
+    let mut page = Page::new(Vec::new());
+    let build = || -> std::io::Result<Vec<u8>> {
+        page.head(r, &counts)?;
+        for node in &r.nodes {
+            page.node(&r.dir, node)?;
+        }
+        page.finish(&counts)
+    };
+    // Writing into memory cannot fail.
+    let bytes = build().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
-fn summary(out: &mut String, r: &JobResults) {
+/// How many tests and groups, and the tests by status.
+#[derive(Debug, Default)]
+struct Counts {
+    nodes: usize,
+    by_status: Vec<(String, usize)>,
+}
+
+impl Counts {
+    fn add(&mut self, node: &Node) {
+        self.nodes += 1;
+        if node.kind != Kind::Test {
+            return;
+        }
+        match self.by_status.iter_mut().find(|(s, _)| *s == node.status) {
+            Some((_, n)) => *n += 1,
+            None => self.by_status.push((node.status.clone(), 1)),
+        }
+    }
+}
+
+/// The page as it is written: the head and summary, a row per node, then the plots,
+/// which are written aside (in memory, or a temp file once they grow) until the table
+/// is done.
+struct Page<W: Write> {
+    out: W,
+    plots: tempfile::SpooledTempFile,
+    any_plot: bool,
+}
+
+/// Plots kept in memory up to this size, then in a temp file.
+const PLOTS_IN_MEMORY: usize = 1 << 20;
+
+impl<W: Write> Page<W> {
+    fn new(out: W) -> Page<W> {
+        Page {
+            out,
+            plots: tempfile::spooled_tempfile(PLOTS_IN_MEMORY),
+            any_plot: false,
+        }
+    }
+
+    fn head(&mut self, r: &JobResults, counts: &Counts) -> std::io::Result<()> {
+        let tag = r
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut out = String::with_capacity(8192);
+        let _ = write!(
+            out,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <title>autorun job {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
+             <h1>Job {}</h1>\n",
+            esc(&tag),
+            esc(&tag)
+        );
+        summary(&mut out, r, counts);
+        out.push_str("<h2>Tests</h2>\n");
+        if counts.nodes == 0 {
+            out.push_str("<p>No tests ran.</p>\n");
+        } else {
+            out.push_str(
+                "<table class=\"tests\">\n<tr><th>Test</th><th>Status</th><th>Duration</th>\
+                 <th>Reason</th><th>Logs</th></tr>\n",
+            );
+        }
+        self.out.write_all(out.as_bytes())
+    }
+
+    /// The node's row, and its plots aside.
+    fn node(&mut self, dir: &Path, node: &Node) -> std::io::Result<()> {
+        let pad = node.depth as f32 * 1.5;
+        let (class, name) = match node.kind {
+            Kind::Test => ("test", esc(&node.name)),
+            Kind::Group => ("group", format!("{} (group)", esc(&node.name))),
+        };
+        let duration = node.duration().map(table::duration).unwrap_or("-".into());
+        let mut row = String::with_capacity(512);
+        let _ = writeln!(
+            row,
+            "<tr class=\"{class}\"><td style=\"padding-left:{:.1}em\">{name}</td><td>{}</td>\
+             <td class=\"num\">{}</td><td class=\"reason\">{}</td><td>{}</td></tr>",
+            0.6 + pad,
+            badge(&node.status),
+            esc(&duration),
+            esc(&node.reason),
+            links(dir, node),
+        );
+        self.out.write_all(row.as_bytes())?;
+        if node.kind == Kind::Test {
+            let mut plots = String::new();
+            plots_of(&mut plots, node, !self.any_plot);
+            if !plots.is_empty() {
+                self.any_plot = true;
+                self.plots.write_all(plots.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the table, the plots, the end of the page.
+    fn finish(mut self, counts: &Counts) -> std::io::Result<W> {
+        if counts.nodes > 0 {
+            self.out.write_all(b"</table>\n")?;
+        }
+        self.plots.seek(SeekFrom::Start(0))?;
+        std::io::copy(&mut self.plots, &mut self.out)?;
+        self.out.write_all(b"</body>\n</html>\n")?;
+        Ok(self.out)
+    }
+}
+
+fn summary(out: &mut String, r: &JobResults, counts: &Counts) {
     let duration = r.duration().map(table::duration).unwrap_or("-".into());
     out.push_str("<table class=\"summary\">\n");
     row(
@@ -94,20 +230,18 @@ fn summary(out: &mut String, r: &JobResults) {
     row(out, "Status", &status);
     row(out, "Started", &esc(&time(r.started)));
     row(out, "Duration", &esc(&duration));
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for t in r.tests() {
-        match counts.iter_mut().find(|(s, _)| *s == t.status) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((&t.status, 1)),
-        }
-    }
-    counts.sort_by_key(|(s, _)| rank(s));
-    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let mut by_status: Vec<(&str, usize)> = counts
+        .by_status
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    by_status.sort_by_key(|(s, _)| rank(s));
+    let total: usize = by_status.iter().map(|(_, n)| n).sum();
     let mut c = format!(
         "<span>{total} test{}</span>",
         if total == 1 { "" } else { "s" }
     );
-    for (s, n) in counts {
+    for (s, n) in by_status {
         let _ = write!(c, "<span>{n} {}</span>", badge(s));
     }
     row(out, "Tests", &format!("<span class=\"counts\">{c}</span>"));
@@ -116,37 +250,6 @@ fn summary(out: &mut String, r: &JobResults) {
 
 fn row(out: &mut String, head: &str, html: &str) {
     let _ = writeln!(out, "<tr><th>{head}</th><td>{html}</td></tr>");
-}
-
-fn tests_table(out: &mut String, r: &JobResults) {
-    out.push_str("<h2>Tests</h2>\n");
-    if r.nodes.is_empty() {
-        out.push_str("<p>No tests ran.</p>\n");
-        return;
-    }
-    out.push_str(
-        "<table class=\"tests\">\n<tr><th>Test</th><th>Status</th><th>Duration</th>\
-         <th>Reason</th><th>Logs</th></tr>\n",
-    );
-    for node in &r.nodes {
-        let pad = node.depth as f32 * 1.5;
-        let (class, name) = match node.kind {
-            Kind::Test => ("test", esc(&node.name)),
-            Kind::Group => ("group", format!("{} (group)", esc(&node.name))),
-        };
-        let duration = node.duration().map(table::duration).unwrap_or("-".into());
-        let _ = writeln!(
-            out,
-            "<tr class=\"{class}\"><td style=\"padding-left:{:.1}em\">{name}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"reason\">{}</td><td>{}</td></tr>",
-            0.6 + pad,
-            badge(&node.status),
-            esc(&duration),
-            esc(&node.reason),
-            links(&r.dir, node),
-        );
-    }
-    out.push_str("</table>\n");
 }
 
 /// Links to a test's `status` and `debug/<tagged>.DEBUG`, relative to the job folder,
@@ -181,28 +284,26 @@ fn url_path(rel: &str) -> String {
     s
 }
 
-fn plots(out: &mut String, r: &JobResults) {
-    let mut started = false;
-    for node in r.tests() {
-        let series = perf_series(node);
-        if series.is_empty() {
-            continue;
-        }
-        if !started {
-            out.push_str("<h2>Performance</h2>\n");
-            started = true;
-        }
-        let _ = writeln!(out, "<h3>{}</h3>\n<div class=\"plots\">", esc(&node.name));
-        for (key, points) in &series {
-            let _ = write!(
-                out,
-                "<div class=\"plot\"><h4>{}</h4>\n{}</div>\n",
-                esc(key),
-                plot(points)
-            );
-        }
-        out.push_str("</div>\n");
+/// A test's plots (after the section's heading when `first`); nothing for a test
+/// without perf values.
+fn plots_of(out: &mut String, node: &Node, first: bool) {
+    let series = perf_series(node);
+    if series.is_empty() {
+        return;
     }
+    if first {
+        out.push_str("<h2>Performance</h2>\n");
+    }
+    let _ = writeln!(out, "<h3>{}</h3>\n<div class=\"plots\">", esc(&node.name));
+    for (key, points) in &series {
+        let _ = write!(
+            out,
+            "<div class=\"plot\"><h4>{}</h4>\n{}</div>\n",
+            esc(key),
+            plot(points)
+        );
+    }
+    out.push_str("</div>\n");
 }
 
 /// Each perf key with its finite values as (n, value), n counting the key's values from

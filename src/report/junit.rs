@@ -17,13 +17,18 @@
 //! aborted gets one more test case, `autorun`/`job`, with the abort as its error, so that a
 //! job which stopped before or between its tests does not look green.
 //!
-//! Each test case is rendered once, when its test ends, onto one buffer (a line per test
-//! case). The whole file is rewritten from it (temp file and rename) when the job starts,
+//! Each test case is rendered once, when its test ends, and appended to an unnamed temp
+//! file in the job folder (a line per test case; kept out of memory, so that the job
+//! process does not grow with each test). The whole file is rewritten from it (temp file
+//! and rename) when the job starts,
 //! pauses and ends, and after a test at most once a second (less often when a rewrite takes
 //! longer than a fiftieth of that), so that a long job keeps a recent valid file at a
 //! bounded cost.
 
 use std::borrow::Cow;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,7 +39,7 @@ use quick_xml::Writer;
 
 use crate::events::{unix_seconds, Event, FinishedTest, Subscriber};
 use crate::keyval::py_float;
-use crate::report::{millis, replace_file};
+use crate::report::millis;
 use crate::status::Status;
 
 /// The file's name in the job folder.
@@ -151,18 +156,20 @@ struct Suite {
 pub struct JunitWriter {
     path: PathBuf,
     suite: Option<Suite>,
-    /// The `<testcase>` elements so far, each on a line of its own.
-    cases: Vec<u8>,
+    /// The `<testcase>` elements so far, each on a line of its own, in a temp file (not
+    /// in memory: the job would grow with each test).
+    cases: Option<File>,
+    /// The length of `cases`.
+    cases_len: u64,
+    /// Room to render one test case in, kept from one test to the next.
+    scratch: Vec<u8>,
     counts: Counts,
     last_write: Option<Instant>,
     last_cost: Duration,
 }
 
-/// The room the test cases get up front: a buffer this large is mapped apart from the
-/// heap of small objects that every forked test process inherits, so that growing it
-/// leaves no holes there for the forks to copy on write (measured: 20 more page faults per
-/// test with a `Vec` of cases).
-const CASES_RESERVE: usize = 1 << 20;
+/// How much of the cases file is copied at a time when the file is rewritten.
+const COPY_CHUNK: usize = 64 << 10;
 
 impl JunitWriter {
     /// A writer for `<resultdir>/junit.xml`; the file appears when the job starts.
@@ -170,7 +177,9 @@ impl JunitWriter {
         JunitWriter {
             path: resultdir.join(FILE),
             suite: None,
-            cases: Vec::new(),
+            cases: None,
+            cases_len: 0,
+            scratch: Vec::new(),
             counts: Counts::default(),
             last_write: None,
             last_cost: Duration::ZERO,
@@ -182,9 +191,10 @@ impl JunitWriter {
             return Ok(());
         };
         let started = Instant::now();
-        let bytes = render(suite, &self.cases, self.counts, SystemTime::now())
+        let (head, tail) = render(suite, self.counts, SystemTime::now())
             .map_err(|e| format!("cannot render {}: {e}", self.path.display()))?;
-        replace_file(&self.path, &bytes)
+        let cases = self.cases.as_ref().map(|f| (f, self.cases_len));
+        write_document(&self.path, &head, cases, &tail)
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         self.last_write = Some(Instant::now());
         self.last_cost = started.elapsed();
@@ -214,7 +224,11 @@ impl Subscriber for JunitWriter {
                 host,
                 user,
             } => {
-                self.cases = Vec::with_capacity(CASES_RESERVE);
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                let cases = tempfile::tempfile_in(dir)
+                    .map_err(|e| format!("cannot make a temp file in {}: {e}", dir.display()))?;
+                self.cases = Some(cases);
+                self.cases_len = 0;
                 self.counts = Counts::default();
                 self.suite = Some(Suite {
                     tag: tag.clone(),
@@ -236,8 +250,14 @@ impl Subscriber for JunitWriter {
             | Event::IterationDone { .. } => Ok(()),
             Event::TestFinished(t) => {
                 let case = Case::of(t);
-                render_case(&mut self.cases, &case)
+                self.scratch.clear();
+                render_case(&mut self.scratch, &case)
                     .map_err(|e| format!("cannot render {}: {e}", self.path.display()))?;
+                if let Some(file) = &self.cases {
+                    file.write_all_at(&self.scratch, self.cases_len)
+                        .map_err(|e| format!("cannot keep a test case for {}: {e}", FILE))?;
+                    self.cases_len += self.scratch.len() as u64;
+                }
                 self.counts.add(Kind::of(case.status));
                 if self.due() {
                     self.write()?;
@@ -381,14 +401,46 @@ fn render_case(out: &mut Vec<u8>, c: &Case) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The whole document: `suite`, the rendered test `cases` and their `counts`, times taken
-/// at `now` for a job that has not ended.
+/// Writes `path` through a temp file and a rename: `head`, the first `len` bytes of the
+/// `cases` file, `tail`.
+fn write_document(
+    path: &Path,
+    head: &[u8],
+    cases: Option<(&File, u64)>,
+    tail: &[u8],
+) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(COPY_CHUNK, File::create(&tmp)?);
+        out.write_all(head)?;
+        if let Some((file, len)) = cases {
+            let mut buf = vec![0; COPY_CHUNK];
+            let mut at = 0;
+            while at < len {
+                let want = COPY_CHUNK.min((len - at) as usize);
+                file.read_exact_at(&mut buf[..want], at)?;
+                out.write_all(&buf[..want])?;
+                at += want as u64;
+            }
+        }
+        out.write_all(tail)?;
+        out.flush()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// The document around the test cases: what comes before them and what comes after,
+/// for `suite` with `counts` test cases, times taken at `now` for a job that has not
+/// ended.
 fn render(
     suite: &Suite,
-    cases: &[u8],
     mut counts: Counts,
     now: SystemTime,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let elapsed = unix_seconds(suite.end.unwrap_or(now)) - unix_seconds(suite.start);
     let mut job_case = Vec::new();
     if suite.status == Status::Abort {
@@ -428,11 +480,7 @@ fn render(
     if !suite.reason.is_empty() {
         job_props.push(("reason", suite.reason.clone()));
     }
-    let mut w = Writer::new_with_indent(
-        Vec::with_capacity(cases.len() + job_case.len() + 4096),
-        b' ',
-        2,
-    );
+    let mut w = Writer::new_with_indent(Vec::with_capacity(4096), b' ', 2);
     w.write_event(Xml::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
     let root = BytesStart::new("testsuites")
         .with_attributes(std::iter::once(attr("name", "autorun")))
@@ -444,13 +492,14 @@ fn render(
         .with_attributes([attr("timestamp", &timestamp), attr("hostname", &suite.host)]);
     w.write_event(Xml::Start(suite_start))?;
     properties(&mut w, &job_props)?;
-    w.get_mut().extend_from_slice(cases);
+    let head_len = w.get_ref().len();
     w.get_mut().extend_from_slice(&job_case);
     w.write_event(Xml::End(BytesEnd::new("testsuite")))?;
     w.write_event(Xml::End(BytesEnd::new("testsuites")))?;
-    let mut bytes = w.into_inner();
-    bytes.push(b'\n');
-    Ok(bytes)
+    let mut head = w.into_inner();
+    let mut tail = head.split_off(head_len);
+    tail.push(b'\n');
+    Ok((head, tail))
 }
 
 #[cfg(test)]
