@@ -23,6 +23,9 @@ struct Slot {
     state: AtomicU32,
     /// Bytes of `name` in use.
     len: AtomicU32,
+    /// The process that claimed it: a slot whose process died without giving it back (a
+    /// parallel task killed) is not shown.
+    pid: AtomicI32,
     /// When it started, in milliseconds since the epoch.
     started_ms: AtomicI64,
     /// The iteration running, or the count of timed runs.
@@ -92,6 +95,7 @@ fn claim(name: &str) -> Option<usize> {
                 dst.store(*b, Ordering::Relaxed);
             }
             s.len.store(n as u32, Ordering::Relaxed);
+            s.pid.store(std::process::id() as i32, Ordering::Relaxed);
             s.started_ms.store(now_ms(), Ordering::Relaxed);
             s.iteration.store(0, Ordering::Relaxed);
             s.of.store(-1, Ordering::Relaxed);
@@ -130,6 +134,15 @@ pub fn snapshot() -> Vec<Running> {
     let mut out: Vec<(i64, Running)> = Vec::new();
     for s in slots {
         if s.state.load(Ordering::Acquire) != 2 {
+            continue;
+        }
+        let pid = s.pid.load(Ordering::Relaxed);
+        // SAFETY: signal 0 only checks that the process exists.
+        if pid > 0 && unsafe { libc::kill(pid, 0) } != 0 {
+            // Its process is gone: free the slot for the tests to come.
+            let _ = s
+                .state
+                .compare_exchange(2, 0, Ordering::AcqRel, Ordering::Relaxed);
             continue;
         }
         let len = (s.len.load(Ordering::Relaxed) as usize).min(NAME);
@@ -239,5 +252,21 @@ mod tests {
         };
         w.handle(&Event::TestFinished(t)).unwrap();
         assert!(!snapshot().iter().any(|r| r.name == "progress-a"));
+    }
+
+    #[test]
+    fn a_slot_whose_process_died_is_not_shown() {
+        assert!(open());
+        // SAFETY: the child only claims a slot and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = claim("orphaned-slot");
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(!snapshot().iter().any(|r| r.name == "orphaned-slot"));
     }
 }
