@@ -93,6 +93,10 @@ fn raw_stderr(bytes: &[u8]) {
 /// The thread drawing the live line.
 struct Drawer {
     stop: Arc<AtomicBool>,
+    /// True while a live line is on the screen. Held while drawing, so that the job's
+    /// thread can erase the line when the last test ends without the drawer putting it
+    /// back a moment later (over a REPL prompt, say).
+    shown: Arc<std::sync::Mutex<bool>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -102,29 +106,45 @@ impl Drawer {
             return None;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let shown = Arc::new(std::sync::Mutex::new(false));
+        let (flag, on_screen) = (stop.clone(), shown.clone());
         let thread = std::thread::Builder::new()
             .name("progress".into())
             .spawn(move || {
-                let mut shown = false;
                 while !flag.load(Ordering::Relaxed) {
-                    let running = progress::snapshot();
-                    if running.is_empty() {
-                        if shown {
-                            raw_stderr(b"\r\x1b[2K");
-                            shown = false;
+                    {
+                        let mut shown = on_screen.lock().unwrap_or_else(|p| p.into_inner());
+                        let running = progress::snapshot();
+                        if running.is_empty() {
+                            if *shown {
+                                raw_stderr(b"\r\x1b[2K");
+                                *shown = false;
+                            }
+                        } else {
+                            let line = live_line(&running, terminal_width().saturating_sub(1));
+                            raw_stderr(format!("\r\x1b[2K{line}").as_bytes());
+                            *shown = true;
                         }
-                    } else {
-                        let line = live_line(&running, terminal_width().saturating_sub(1));
-                        raw_stderr(format!("\r\x1b[2K{line}").as_bytes());
-                        shown = true;
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 raw_stderr(b"\r\x1b[2K");
             })
             .ok()?;
-        Some(Drawer { stop, thread })
+        Some(Drawer {
+            stop,
+            shown,
+            thread,
+        })
+    }
+
+    /// Erases the live line now if no test runs any more.
+    fn settle(&self) {
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if *shown && progress::snapshot().is_empty() {
+            raw_stderr(b"\r\x1b[2K");
+            *shown = false;
+        }
     }
 
     fn finish(self) {
@@ -239,6 +259,9 @@ impl Subscriber for Console {
                 }
             }
             Event::TestFinished(t) => {
+                if let Some(d) = &self.drawer {
+                    d.settle();
+                }
                 self.tests += 1;
                 match self.counts.iter_mut().find(|(s, _)| *s == t.status) {
                     Some((_, n)) => *n += 1,
