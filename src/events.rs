@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::keyval::{self, Iteration, Value};
 use crate::logging;
+use crate::results::LoggedTest;
 use crate::status::Status;
-use crate::status_log::{Entry, LoggedTest};
+use crate::status_log::Entry;
 
 /// Something that happened in the job.
 #[derive(Debug, Clone)]
@@ -268,12 +269,12 @@ impl Events {
     }
 
     /// Emits a start and a finish for each test that `log` holds whole (see
-    /// [`crate::status_log::finished_tests`]), reading their keyvals from `resultdir`.
+    /// [`crate::results::finished_tests`]), reading their keyvals from `resultdir`.
     pub fn replay(&mut self, resultdir: &Path, log: &str) {
         if !self.live() {
             return;
         }
-        for t in crate::status_log::finished_tests(log) {
+        for t in crate::results::finished_tests(log) {
             let _ = self.emit(&Event::TestStarted {
                 name: t.operation.clone(),
                 subdir: t.subdir.clone(),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rhai::{Array, Dynamic, Map};
 
 use crate::keyval;
+use crate::status::Status;
 use crate::status_log::{self, ParsedLine};
 
 /// The status of a job or test whose END line has not been written.
@@ -359,6 +360,41 @@ struct Open {
     indent: usize,
 }
 
+/// One test as a status log tells it: the START, the last result line for its subdir (with
+/// its continuation lines), the END. What [`finished_tests`] reads back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedTest {
+    /// The test's folder, relative to the job folder.
+    pub subdir: String,
+    /// The operation (test name with its tags).
+    pub operation: String,
+    /// The END's status.
+    pub status: Status,
+    /// The result line's message with its continuation lines (the END's message when
+    /// there is no result line).
+    pub reason: String,
+    /// The START's `timestamp`.
+    pub started: i64,
+    /// The END's `timestamp`.
+    pub ended: i64,
+}
+
+/// The tests whose START and END are both in `log`, in the order of their ENDs (a nested
+/// test before the test that ran it): how the job's events are replayed from what forked
+/// processes logged. Groups and blocks left open are skipped. The same reader as
+/// [`scan`]'s, so both agree on what a log says.
+pub fn finished_tests(log: &str) -> Vec<LoggedTest> {
+    let mut b = Builder {
+        capture: true,
+        ..Builder::default()
+    };
+    for line in log.lines() {
+        b.line(line);
+        b.done.clear();
+    }
+    b.ended
+}
+
 /// Builds the nodes of a status log line by line. Nodes wait in `open_nodes` while a test
 /// or group around them is open, then move to `done`, to be taken by the reader.
 #[derive(Default)]
@@ -375,6 +411,12 @@ struct Builder {
     job_started: Option<i64>,
     job_finished: Option<i64>,
     last_timestamp: Option<i64>,
+    /// [`finished_tests`]: collect each test as its END is read, into `ended`, with its
+    /// full result message (`full`, by node) and continuation lines (`more`).
+    capture: bool,
+    ended: Vec<LoggedTest>,
+    full: BTreeMap<usize, String>,
+    more: Option<usize>,
 }
 
 fn is_job_line(l: &ParsedLine) -> bool {
@@ -384,6 +426,14 @@ fn is_job_line(l: &ParsedLine) -> bool {
 impl Builder {
     /// Reads one line of the log; continuation lines and malformed lines are skipped.
     fn line(&mut self, text: &str) {
+        if let Some(rest) = text.strip_prefix("  ") {
+            if let Some(reason) = self.more.and_then(|i| self.full.get_mut(&i)) {
+                reason.push('\n');
+                reason.push_str(rest);
+            }
+            return;
+        }
+        self.more = None;
         let Some(l) = status_log::parse_line(text) else {
             return;
         };
@@ -491,6 +541,9 @@ impl Builder {
                         if node.reason.is_empty() {
                             node.reason = l.message.clone();
                         }
+                        if self.capture {
+                            self.capture_end(i, l, status, ts);
+                        }
                     }
                     None => self.job_end(l, status, ts),
                 }
@@ -498,6 +551,26 @@ impl Builder {
             None if is_job_line(l) => self.job_end(l, status, ts),
             None => {}
         }
+    }
+
+    /// Adds the test node `i`, just ended, to `ended`.
+    fn capture_end(&mut self, i: usize, l: &ParsedLine, status: &str, ts: Option<i64>) {
+        let full = self.full.remove(&i);
+        let node = self.node(i);
+        let (Some(subdir), Kind::Test, Ok(status)) =
+            (node.subdir.clone(), node.kind, status.parse::<Status>())
+        else {
+            return;
+        };
+        let test = LoggedTest {
+            subdir,
+            operation: node.name.clone(),
+            status,
+            reason: full.unwrap_or_else(|| l.message.clone()),
+            started: node.started.unwrap_or(0),
+            ended: ts.unwrap_or(0),
+        };
+        self.ended.push(test);
     }
 
     fn job_end(&mut self, l: &ParsedLine, status: &str, ts: Option<i64>) {
@@ -519,6 +592,10 @@ impl Builder {
         let node = self.node(i);
         if node.kind == Kind::Test && node.subdir == l.subdir {
             node.reason = l.message.clone();
+            if self.capture {
+                self.full.insert(i, l.message.clone());
+                self.more = Some(i);
+            }
         }
     }
 }
@@ -770,5 +847,75 @@ END ABORT\t----\t----\ttimestamp=2\tlocaltime=x\tcontrol.rhai: syntax error (lin
         assert_eq!(s["a"], [1.0, 3.0]);
         assert_eq!(s["b"], [2.0]);
         assert!(!s.contains_key("c"));
+    }
+
+    use crate::status_log::Entry;
+
+    #[test]
+    fn finished_tests_are_read_back() {
+        let mut log = String::new();
+        let mut at = |e: Entry, indent: usize, ts: i64| {
+            let mut e = e;
+            e.timestamp = ts;
+            log.push_str(&e.render(indent));
+            log.push('\n');
+        };
+        at(Entry::new("START", None, None, ""), 0, 1);
+        at(Entry::new("START", Some("p"), Some("p"), ""), 1, 2);
+        at(Entry::new("START", Some("p/c.a"), Some("c.a"), ""), 2, 3);
+        at(
+            Entry::new("FAIL", Some("p/c.a"), Some("c.a"), "boom\tx\nline 2\n"),
+            3,
+            4,
+        );
+        at(Entry::new("END FAIL", Some("p/c.a"), Some("c.a"), ""), 2, 4);
+        at(Entry::new("WARN", None, None, "careful"), 2, 5);
+        at(
+            Entry::new("GOOD", Some("p"), Some("p"), "completed successfully"),
+            2,
+            6,
+        );
+        at(Entry::new("END GOOD", Some("p"), Some("p"), ""), 1, 7);
+        at(Entry::new("START", None, Some("grp"), ""), 1, 8);
+        at(Entry::new("START", Some("q"), Some("q"), ""), 2, 8);
+        at(Entry::new("END ABORT", Some("q"), Some("q"), "why"), 2, 9);
+        at(Entry::new("END GOOD", None, Some("grp"), ""), 1, 9);
+        at(Entry::new("START", Some("open"), Some("open"), ""), 1, 10);
+        let tests = finished_tests(&log);
+        let names: Vec<&str> = tests.iter().map(|t| t.subdir.as_str()).collect();
+        assert_eq!(names, ["p/c.a", "p", "q"]);
+        assert_eq!(tests[0].status, Status::Fail);
+        assert_eq!(tests[0].operation, "c.a");
+        assert_eq!(tests[0].reason, "boom        x\nline 2\n");
+        assert_eq!(
+            status_log::logged_message("boom\tx\nline 2\n"),
+            tests[0].reason
+        );
+        assert_eq!((tests[0].started, tests[0].ended), (3, 4));
+        assert_eq!(tests[1].reason, "completed successfully");
+        assert_eq!((tests[1].started, tests[1].ended), (2, 7));
+        assert_eq!(tests[2].status, Status::Abort);
+        assert_eq!(tests[2].reason, "why");
+    }
+
+    #[test]
+    fn finished_tests_of_a_piece_of_log() {
+        // What a test process adds to `status` after its own START: its nested tests,
+        // two levels in, with no START of the job or of the test around them.
+        let piece = "\t\tSTART\tp/c\tc\ttimestamp=3\tlocaltime=x\t\n\
+                     \t\t\tERROR\tp/c\tc\ttimestamp=4\tlocaltime=x\tbad\n\
+                     \t\tEND ERROR\tp/c\tc\ttimestamp=4\tlocaltime=x\t\n\
+                     \t\tINFO\t----\t----\ttimestamp=5\tlocaltime=x\tafter\n";
+        let tests = finished_tests(piece);
+        assert_eq!(tests.len(), 1);
+        assert_eq!(
+            (
+                tests[0].subdir.as_str(),
+                tests[0].status,
+                tests[0].reason.as_str()
+            ),
+            ("p/c", Status::Error, "bad")
+        );
+        assert_eq!((tests[0].started, tests[0].ended), (3, 4));
     }
 }
