@@ -165,7 +165,14 @@ pub fn set_current_script(file: String) {
 /// Builds the engine for control files and tests, with `job` resolving to `job`.
 pub fn engine(job: JobHandle) -> Engine {
     let mut e = engine_without_job();
-    // `import` finds modules next to the control file or the running script, nowhere else.
+    set_import_root(&mut e, &job);
+    #[allow(deprecated)] // on_var is stable in use, only marked volatile
+    e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
+    e
+}
+
+/// `import` finds modules next to the control file or the running script, nowhere else.
+fn set_import_root(e: &mut Engine, job: &JobHandle) {
     let control_dir = job
         .0
         .borrow()
@@ -175,9 +182,38 @@ pub fn engine(job: JobHandle) -> Engine {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     e.set_module_resolver(crate::imports::Resolver::new(&control_dir));
-    #[allow(deprecated)] // on_var is stable in use, only marked volatile
-    e.on_var(move |name, _, _| Ok((name == "job").then(|| Dynamic::from(job.clone()))));
-    e
+}
+
+thread_local! {
+    static TEST_ENGINE: std::cell::Cell<Option<&'static Engine>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The engine test processes run scripts with: built once, in the job process before its
+/// first test is forked, and inherited by every fork (building it in each test process was
+/// a fifth of a trivial test's cost). `job` in it is the job of the process that runs it
+/// ([`current_job`]), and `exit` ends the test process ([`register_test_exit`]).
+pub fn test_engine() -> &'static Engine {
+    TEST_ENGINE.with(|cell| {
+        if let Some(e) = cell.get() {
+            return e;
+        }
+        let mut e = engine_without_job();
+        if let Some(job) = current_job() {
+            set_import_root(&mut e, &job);
+        }
+        #[allow(deprecated)] // on_var is stable in use, only marked volatile
+        e.on_var(|name, _, _| {
+            Ok((name == "job")
+                .then(current_job)
+                .flatten()
+                .map(Dynamic::from))
+        });
+        register_test_exit(&mut e);
+        let e: &'static Engine = Box::leak(Box::new(e));
+        cell.set(Some(e));
+        e
+    })
 }
 
 /// The engine of [`engine`] with every function registered but no `job` variable, its

@@ -358,8 +358,10 @@ impl JobHandle {
                 discovery::not_found_message(name, &info.test_dirs),
             ))),
             Some(found) => {
-                // The test process inherits the df plan: bring it up to date first.
+                // The test process inherits the df plan and the test engine: bring the
+                // one up to date and build the other first.
                 self.0.borrow_mut().info.sysinfo.df.refresh();
+                let _ = crate::api::test_engine();
                 let spec = self.spec(
                     name,
                     &subdir,

@@ -526,16 +526,15 @@ pub fn test_process(spec: TestSpec) -> Option<crate::outcome::Outcome> {
     spec.profilers.reset_for_fork();
     job.0.borrow_mut().profilers = spec.profilers.clone();
     api::set_current_job(&job);
-    let mut engine = api::engine(job.clone());
-    api::register_test_exit(&mut engine);
+    let engine = api::test_engine();
     let (mut test, settings): (Box<dyn lifecycle::TestBody>, _) = match spec.kind {
-        Kind::Script => match ScriptTest::load(&engine, &spec.script, &paths.name, state.clone()) {
+        Kind::Script => match ScriptTest::load(engine, &spec.script, &paths.name, state.clone()) {
             Ok((t, settings)) => (Box::new(t.with_profilers(spec.profilers.clone())), settings),
             Err(o) => return Some(o),
         },
         Kind::Executable => (
             Box::new(
-                ExecTest::new(&engine, &spec.script, state.clone())
+                ExecTest::new(engine, &spec.script, state.clone())
                     .with_profilers(spec.profilers.clone()),
             ),
             ExecTest::settings(),
