@@ -14,7 +14,7 @@ use crate::keyval;
 use crate::lifecycle::{Phase, Settings, SharedState, TestBody};
 use crate::logging;
 use crate::outcome::{Escape, Outcome};
-use crate::profilers::ProfilersHandle;
+use crate::profilers::{ProfilersHandle, TestProfilers};
 use crate::script_test::TestObj;
 use crate::status::Status;
 
@@ -33,7 +33,7 @@ pub struct ExecTest<'e> {
     program: PathBuf,
     /// The test object, handed to script profilers as `test`.
     this: Dynamic,
-    profilers: ProfilersHandle,
+    profilers: TestProfilers<'e>,
 }
 
 impl<'e> ExecTest<'e> {
@@ -43,7 +43,7 @@ impl<'e> ExecTest<'e> {
             engine,
             program: program.to_path_buf(),
             this: Dynamic::from(TestObj(state)),
-            profilers: ProfilersHandle::default(),
+            profilers: TestProfilers::new(engine, ProfilersHandle::default()),
         }
     }
 
@@ -58,7 +58,7 @@ impl<'e> ExecTest<'e> {
 
     /// Runs the job's profilers around this test's profiled runs.
     pub fn with_profilers(mut self, profilers: ProfilersHandle) -> Self {
-        self.profilers = profilers;
+        self.profilers = TestProfilers::new(self.engine, profilers);
         self
     }
 
@@ -334,22 +334,15 @@ impl TestBody for ExecTest<'_> {
     }
 
     fn profilers_start(&mut self) -> Result<(), Escape> {
-        let profdir = self.state().borrow().paths.profdir.clone();
-        self.profilers.start(self.engine, &self.this, &profdir)
+        self.profilers.start(&self.this)
     }
 
     fn profilers_stop(&mut self) -> Result<(), Escape> {
-        self.profilers.stop(self.engine, &self.this)
+        self.profilers.stop(&self.this)
     }
 
     fn profilers_report(&mut self) -> Result<(), Escape> {
-        let (profdir, iteration) = {
-            let st = self.state();
-            let st = st.borrow();
-            (st.paths.profdir.clone(), st.iteration)
-        };
-        self.profilers
-            .report(self.engine, &self.this, &profdir, iteration)
+        self.profilers.report(&self.this)
     }
 }
 

@@ -258,6 +258,56 @@ impl ProfilersHandle {
     }
 }
 
+/// The profiler phases of a test body whose `this` (a test object) is `this`: what
+/// [`crate::lifecycle::TestBody`]'s `profilers_*` methods do for script and executable
+/// tests alike.
+pub struct TestProfilers<'e> {
+    engine: &'e Engine,
+    handle: ProfilersHandle,
+}
+
+impl<'e> TestProfilers<'e> {
+    /// The job's profilers `handle`, run with `engine` for one test.
+    pub fn new(engine: &'e Engine, handle: ProfilersHandle) -> TestProfilers<'e> {
+        TestProfilers { engine, handle }
+    }
+
+    /// The test's profiling folder and its current iteration.
+    fn where_(this: &Dynamic) -> (PathBuf, i64) {
+        let obj = this
+            .read_lock::<crate::script_test::TestObj>()
+            .expect("this is a test object");
+        let st = obj.0.borrow();
+        (st.paths.profdir.clone(), st.iteration)
+    }
+
+    /// `job.profilers.present()`.
+    pub fn present(&self) -> bool {
+        self.handle.present()
+    }
+
+    /// `job.profilers.active()`.
+    pub fn active(&self) -> bool {
+        self.handle.active()
+    }
+
+    /// Starts every profiler in the test's profiling folder.
+    pub fn start(&self, this: &Dynamic) -> Result<(), Escape> {
+        self.handle.start(self.engine, this, &Self::where_(this).0)
+    }
+
+    /// Stops every profiler.
+    pub fn stop(&self, this: &Dynamic) -> Result<(), Escape> {
+        self.handle.stop(self.engine, this)
+    }
+
+    /// Collects the profilers' reports under `profiling/iteration.<n>/`.
+    pub fn report(&self, this: &Dynamic) -> Result<(), Escape> {
+        let (profdir, iteration) = Self::where_(this);
+        self.handle.report(self.engine, this, &profdir, iteration)
+    }
+}
+
 fn built_in(name: &str, args: &Map) -> RhaiResult<Profiler> {
     let known: &[&str] = match name {
         "vmstat" => &["interval"],

@@ -9,7 +9,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, FnPtr, Map, Scope, AST};
 use crate::args::{cherry_pick, truthy};
 use crate::lifecycle::{Phase, Settings, SharedState, TestBody};
 use crate::outcome::{escape_of, locate, Escape, Outcome};
-use crate::profilers::ProfilersHandle;
+use crate::profilers::{ProfilersHandle, TestProfilers};
 use crate::status::Status;
 
 /// The test object scripts see as `this`.
@@ -40,7 +40,7 @@ pub struct ScriptTest<'e> {
     /// Parameter names of each phase the script defines.
     phases: HashMap<Phase, Vec<String>>,
     /// The job's profilers, run around profiled runs.
-    profilers: ProfilersHandle,
+    profilers: TestProfilers<'e>,
 }
 
 /// Compiles a script, turning a syntax error into `Unhandled SyntaxError: ... (file:l:c)`.
@@ -111,7 +111,7 @@ impl<'e> ScriptTest<'e> {
                 file,
                 this: Dynamic::from(TestObj(state)),
                 phases,
-                profilers: ProfilersHandle::default(),
+                profilers: TestProfilers::new(engine, ProfilersHandle::default()),
             },
             settings,
         ))
@@ -119,16 +119,8 @@ impl<'e> ScriptTest<'e> {
 
     /// Runs the job's profilers around this test's profiled runs.
     pub fn with_profilers(mut self, profilers: ProfilersHandle) -> Self {
-        self.profilers = profilers;
+        self.profilers = TestProfilers::new(self.engine, profilers);
         self
-    }
-
-    fn state(&self) -> SharedState {
-        self.this
-            .read_lock::<TestObj>()
-            .expect("this is a test object")
-            .0
-            .clone()
     }
 
     fn call_fn(&mut self, name: &str, args: Vec<Dynamic>) -> Result<(), Escape> {
@@ -169,22 +161,15 @@ impl TestBody for ScriptTest<'_> {
     }
 
     fn profilers_start(&mut self) -> Result<(), Escape> {
-        let profdir = self.state().borrow().paths.profdir.clone();
-        self.profilers.start(self.engine, &self.this, &profdir)
+        self.profilers.start(&self.this)
     }
 
     fn profilers_stop(&mut self) -> Result<(), Escape> {
-        self.profilers.stop(self.engine, &self.this)
+        self.profilers.stop(&self.this)
     }
 
     fn profilers_report(&mut self) -> Result<(), Escape> {
-        let (profdir, iteration) = {
-            let st = self.state();
-            let st = st.borrow();
-            (st.paths.profdir.clone(), st.iteration)
-        };
-        self.profilers
-            .report(self.engine, &self.this, &profdir, iteration)
+        self.profilers.report(&self.this)
     }
 
     fn hooks(&mut self, before: bool) -> Result<(), Escape> {
