@@ -42,8 +42,12 @@ impl<'e> ExecTest<'e> {
         ExecTest {
             engine,
             program: program.to_path_buf(),
-            this: Dynamic::from(TestObj(state)),
-            profilers: TestProfilers::new(engine, ProfilersHandle::default()),
+            this: Dynamic::from(TestObj(state.clone())),
+            profilers: TestProfilers::new(
+                engine,
+                ProfilersHandle::default(),
+                Dynamic::from(TestObj(state)),
+            ),
         }
     }
 
@@ -58,7 +62,7 @@ impl<'e> ExecTest<'e> {
 
     /// Runs the job's profilers around this test's profiled runs.
     pub fn with_profilers(mut self, profilers: ProfilersHandle) -> Self {
-        self.profilers = TestProfilers::new(self.engine, profilers);
+        self.profilers = TestProfilers::new(self.engine, profilers, self.this.clone());
         self
     }
 
@@ -325,24 +329,8 @@ impl TestBody for ExecTest<'_> {
         Ok(())
     }
 
-    fn profilers_present(&self) -> bool {
-        self.profilers.present()
-    }
-
-    fn profilers_active(&self) -> bool {
-        self.profilers.active()
-    }
-
-    fn profilers_start(&mut self) -> Result<(), Escape> {
-        self.profilers.start(&self.this)
-    }
-
-    fn profilers_stop(&mut self) -> Result<(), Escape> {
-        self.profilers.stop(&self.this)
-    }
-
-    fn profilers_report(&mut self) -> Result<(), Escape> {
-        self.profilers.report(&self.this)
+    fn profilers(&self) -> Option<&dyn crate::lifecycle::Profilers> {
+        Some(&self.profilers)
     }
 }
 

@@ -238,27 +238,38 @@ pub trait TestBody {
     fn call(&mut self, phase: Phase, available: &Map) -> Result<(), Escape>;
     /// Runs the registered before- (`true`) or after-iteration hooks.
     fn hooks(&mut self, before: bool) -> Result<(), Escape>;
+    /// The job's profilers as this test runs them; `None` runs none.
+    fn profilers(&self) -> Option<&dyn Profilers> {
+        None
+    }
+}
+
+/// The job's profilers around a test's profiled run (autotest's `job.profilers`).
+pub trait Profilers {
     /// True when the job has profilers (`job.profilers.present()`).
-    fn profilers_present(&self) -> bool {
-        false
-    }
+    fn present(&self) -> bool;
     /// True while the profilers run (`job.profilers.active()`).
-    fn profilers_active(&self) -> bool {
-        false
-    }
+    fn active(&self) -> bool;
     /// Starts every profiler.
-    fn profilers_start(&mut self) -> Result<(), Escape> {
-        Ok(())
-    }
+    fn start(&self) -> Result<(), Escape>;
     /// Stops every profiler.
-    fn profilers_stop(&mut self) -> Result<(), Escape> {
-        Ok(())
-    }
+    fn stop(&self) -> Result<(), Escape>;
     /// Lets every profiler report, then files what they left in the profiling folder
     /// under `iteration.<n>`.
-    fn profilers_report(&mut self) -> Result<(), Escape> {
-        Ok(())
-    }
+    fn report(&self) -> Result<(), Escape>;
+}
+
+/// True when `body` runs with profilers (`job.profilers.present()`).
+fn profilers_present(body: &dyn TestBody) -> bool {
+    body.profilers().is_some_and(|p| p.present())
+}
+
+/// Runs `f` on `body`'s profilers, if it has any.
+fn with_profilers(
+    body: &dyn TestBody,
+    f: impl FnOnce(&dyn Profilers) -> Result<(), Escape>,
+) -> Result<(), Escape> {
+    body.profilers().map_or(Ok(()), f)
 }
 
 /// Top-level settings of a test script.
@@ -524,8 +535,8 @@ fn execute(
                 ))
             })?,
     };
-    if body.profilers_active() {
-        body.profilers_stop()?;
+    if body.profilers().is_some_and(|p| p.active()) {
+        with_profilers(body, |p| p.stop())?;
     }
     // `postprocess_profiled_run` of the call wins over the test's setting.
     let postprocess_profiled = get("postprocess_profiled_run")
@@ -627,14 +638,14 @@ struct Profiled {
 /// autotest's `run_once_profiling`: one `run_once` with the profilers around it, no hooks,
 /// no constraints; nothing at all without profilers.
 fn profiled_run(body: &mut dyn TestBody, params: &Map, how: &Profiled) -> Result<(), Escape> {
-    if !body.profilers_present() {
+    if !profilers_present(body) {
         return Ok(());
     }
     if how.drop_caches {
         drop_caches();
     }
     body.call(Phase::BeforeRunOnce, params)?;
-    body.profilers_start()?;
+    with_profilers(body, |p| p.start())?;
     let ran = body.call(Phase::RunOnce, params).and_then(|()| {
         if how.postprocess {
             body.call(Phase::PostprocessIteration, params)
@@ -642,8 +653,8 @@ fn profiled_run(body: &mut dyn TestBody, params: &Map, how: &Profiled) -> Result
             Ok(())
         }
     });
-    let stopped = body.profilers_stop();
-    let reported = body.profilers_report();
+    let stopped = with_profilers(body, |p| p.stop());
+    let reported = with_profilers(body, |p| p.report());
     ran.and(stopped).and(reported)?;
     body.call(Phase::AfterRunOnce, params)
 }
@@ -674,7 +685,7 @@ fn call_run_once(
     body.hooks(true)?;
     let result = (|| {
         if profile_only {
-            if !body.profilers_present() {
+            if !profilers_present(body) {
                 warn("No profilers have been added but profile_only is set - nothing will be run");
             }
             profiled_run(body, params, profiled)?;

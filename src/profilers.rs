@@ -258,53 +258,56 @@ impl ProfilersHandle {
     }
 }
 
-/// The profiler phases of a test body whose `this` (a test object) is `this`: what
-/// [`crate::lifecycle::TestBody`]'s `profilers_*` methods do for script and executable
-/// tests alike.
+/// The job's profilers as one test runs them, its test object `this` at hand: the
+/// [`crate::lifecycle::Profilers`] of script and executable tests alike.
 pub struct TestProfilers<'e> {
     engine: &'e Engine,
     handle: ProfilersHandle,
+    this: Dynamic,
 }
 
 impl<'e> TestProfilers<'e> {
-    /// The job's profilers `handle`, run with `engine` for one test.
-    pub fn new(engine: &'e Engine, handle: ProfilersHandle) -> TestProfilers<'e> {
-        TestProfilers { engine, handle }
+    /// The job's profilers `handle`, run with `engine` for the test whose object is `this`.
+    pub fn new(engine: &'e Engine, handle: ProfilersHandle, this: Dynamic) -> TestProfilers<'e> {
+        TestProfilers {
+            engine,
+            handle,
+            this,
+        }
     }
 
     /// The test's profiling folder and its current iteration.
-    fn where_(this: &Dynamic) -> (PathBuf, i64) {
-        let obj = this
+    fn place(&self) -> (PathBuf, i64) {
+        let obj = self
+            .this
             .read_lock::<crate::script_test::TestObj>()
             .expect("this is a test object");
         let st = obj.0.borrow();
         (st.paths.profdir.clone(), st.iteration)
     }
+}
 
-    /// `job.profilers.present()`.
-    pub fn present(&self) -> bool {
+impl crate::lifecycle::Profilers for TestProfilers<'_> {
+    fn present(&self) -> bool {
         self.handle.present()
     }
 
-    /// `job.profilers.active()`.
-    pub fn active(&self) -> bool {
+    fn active(&self) -> bool {
         self.handle.active()
     }
 
-    /// Starts every profiler in the test's profiling folder.
-    pub fn start(&self, this: &Dynamic) -> Result<(), Escape> {
-        self.handle.start(self.engine, this, &Self::where_(this).0)
+    fn start(&self) -> Result<(), Escape> {
+        self.handle.start(self.engine, &self.this, &self.place().0)
     }
 
-    /// Stops every profiler.
-    pub fn stop(&self, this: &Dynamic) -> Result<(), Escape> {
-        self.handle.stop(self.engine, this)
+    fn stop(&self) -> Result<(), Escape> {
+        self.handle.stop(self.engine, &self.this)
     }
 
-    /// Collects the profilers' reports under `profiling/iteration.<n>/`.
-    pub fn report(&self, this: &Dynamic) -> Result<(), Escape> {
-        let (profdir, iteration) = Self::where_(this);
-        self.handle.report(self.engine, this, &profdir, iteration)
+    fn report(&self) -> Result<(), Escape> {
+        let (profdir, iteration) = self.place();
+        self.handle
+            .report(self.engine, &self.this, &profdir, iteration)
     }
 }
 

@@ -109,9 +109,13 @@ impl<'e> ScriptTest<'e> {
                 engine,
                 ast,
                 file,
-                this: Dynamic::from(TestObj(state)),
+                this: Dynamic::from(TestObj(state.clone())),
                 phases,
-                profilers: TestProfilers::new(engine, ProfilersHandle::default()),
+                profilers: TestProfilers::new(
+                    engine,
+                    ProfilersHandle::default(),
+                    Dynamic::from(TestObj(state)),
+                ),
             },
             settings,
         ))
@@ -119,7 +123,7 @@ impl<'e> ScriptTest<'e> {
 
     /// Runs the job's profilers around this test's profiled runs.
     pub fn with_profilers(mut self, profilers: ProfilersHandle) -> Self {
-        self.profilers = TestProfilers::new(self.engine, profilers);
+        self.profilers = TestProfilers::new(self.engine, profilers, self.this.clone());
         self
     }
 
@@ -152,24 +156,8 @@ impl TestBody for ScriptTest<'_> {
         self.call_fn(phase.name(), args)
     }
 
-    fn profilers_present(&self) -> bool {
-        self.profilers.present()
-    }
-
-    fn profilers_active(&self) -> bool {
-        self.profilers.active()
-    }
-
-    fn profilers_start(&mut self) -> Result<(), Escape> {
-        self.profilers.start(&self.this)
-    }
-
-    fn profilers_stop(&mut self) -> Result<(), Escape> {
-        self.profilers.stop(&self.this)
-    }
-
-    fn profilers_report(&mut self) -> Result<(), Escape> {
-        self.profilers.report(&self.this)
+    fn profilers(&self) -> Option<&dyn crate::lifecycle::Profilers> {
+        Some(&self.profilers)
     }
 
     fn hooks(&mut self, before: bool) -> Result<(), Escape> {

@@ -11,6 +11,7 @@
 //! job process's memory), so it also holds what forked processes recorded, and
 //! `autorun report` can make it again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -63,6 +64,14 @@ pub fn keyval_entry(n: usize, pairs: &[(String, String)], tag: Tag) -> String {
     out
 }
 
+thread_local! {
+    /// The `keyval.tap` files this process writes: the count of entries and the text after
+    /// the plan, so each write rewrites the file without reading it back (as autotest's
+    /// `TAPReport` keeps them).
+    static KEYVAL_TAPS: std::cell::RefCell<HashMap<PathBuf, (usize, String)>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 /// Adds one keyval write to `<path>.tap` under `--tap`: the file is rewritten with its
 /// plan (`1..N`) raised by one. A failure is logged; the keyval itself is already written.
 pub fn record_keyval(path: &Path, pairs: &[(String, String)], tag: Tag) {
@@ -75,21 +84,26 @@ pub fn record_keyval(path: &Path, pairs: &[(String, String)], tag: Tag) {
         path.to_path_buf()
     };
     let tap = tap_path(&path);
-    let old = std::fs::read_to_string(&tap).unwrap_or_default();
-    let (count, body) = match old.split_once('\n') {
-        Some((plan, rest)) => (
-            plan.strip_prefix("1..")
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(0),
-            rest,
-        ),
-        None => (0, ""),
-    };
-    let text = format!(
-        "1..{}\n{body}{}",
-        count + 1,
-        keyval_entry(count + 1, pairs, tag)
-    );
+    let text = KEYVAL_TAPS.with(|taps| {
+        let mut taps = taps.borrow_mut();
+        // First write here in this process: carry on from what an earlier run left (a
+        // job continued after a reboot).
+        let (count, body) = taps.entry(tap.clone()).or_insert_with(|| {
+            let old = std::fs::read_to_string(&tap).unwrap_or_default();
+            match old.split_once('\n') {
+                Some((plan, rest)) => (
+                    plan.strip_prefix("1..")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .unwrap_or(0),
+                    rest.to_string(),
+                ),
+                None => (0, String::new()),
+            }
+        });
+        *count += 1;
+        body.push_str(&keyval_entry(*count, pairs, tag));
+        format!("1..{count}\n{body}")
+    });
     if let Err(e) = crate::report::replace_file(&tap, text.as_bytes()) {
         logging::warning("tap", &format!("cannot write {}: {e}", tap.display()));
     }
@@ -119,49 +133,45 @@ pub fn status_tap(log: &str) -> Option<String> {
     Some(format!("1..{}\n{}", lines.len(), lines.concat()))
 }
 
-/// The status logs of a job folder: `status` and each test folder's `status`.
-fn status_files(resultdir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(resultdir)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.file_name() == "status")
-        .map(|e| e.into_path())
-        .collect()
-}
-
-/// Writes `status.tap` next to every status log of the job folder, then `meta.yml` and
-/// `tap.tar.gz`.
+/// Writes `status.tap` next to every status log of the job folder (`status` and each test
+/// folder's), then `meta.yml` and `tap.tar.gz` with every `.tap` file: one walk of the
+/// folder finds both the status logs and the `keyval.tap` files.
 pub fn write_reports(resultdir: &Path) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
-    for status in status_files(resultdir) {
-        let log = std::fs::read_to_string(&status).map_err(|e| io(&status, e))?;
-        if let Some(text) = status_tap(&log) {
-            let tap = tap_path(&status);
-            crate::report::replace_file(&tap, text.as_bytes()).map_err(|e| io(&tap, e))?;
-        }
-    }
-    write_archive(resultdir)
-}
-
-/// `meta.yml` (`file_order:` and each `.tap` file) and `tap.tar.gz` (the `.tap` files
-/// under their paths in the job folder, then `meta.yml`).
-fn write_archive(resultdir: &Path) -> Result<(), String> {
-    let io = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
-    let taps: Vec<String> = walkdir::WalkDir::new(resultdir)
-        .sort_by_file_name()
+    let mut taps: Vec<PathBuf> = Vec::new();
+    for entry in walkdir::WalkDir::new(resultdir)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().ends_with(".tap"))
-        .filter_map(|e| {
-            e.path()
-                .strip_prefix(resultdir)
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned())
-        })
+        .filter(|e| e.file_type().is_file())
+    {
+        let name = entry.file_name().to_string_lossy();
+        if name == "status" {
+            let status = entry.path();
+            let log = std::fs::read_to_string(status).map_err(|e| io(status, e))?;
+            if let Some(text) = status_tap(&log) {
+                let tap = tap_path(status);
+                crate::report::replace_file(&tap, text.as_bytes()).map_err(|e| io(&tap, e))?;
+                taps.push(tap);
+            }
+        } else if name.ends_with(".tap") && name != "status.tap" {
+            taps.push(entry.into_path());
+        }
+    }
+    let mut rel: Vec<String> = taps
+        .iter()
+        .filter_map(|p| p.strip_prefix(resultdir).ok())
+        .map(|p| p.to_string_lossy().into_owned())
         .collect();
+    rel.sort();
+    write_archive(resultdir, &rel)
+}
+
+/// `meta.yml` (`file_order:` and each `.tap` file of `taps`, paths in the job folder) and
+/// `tap.tar.gz` (those files under the same paths, then `meta.yml`).
+fn write_archive(resultdir: &Path, taps: &[String]) -> Result<(), String> {
+    let io = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
     let mut meta = String::from("file_order:\n");
-    for t in &taps {
+    for t in taps {
         meta.push_str(&format!("  - {t}\n"));
     }
     let meta_path = resultdir.join("meta.yml");
@@ -172,7 +182,7 @@ fn write_archive(resultdir: &Path) -> Result<(), String> {
         let file = std::fs::File::create(&tmp)?;
         let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
-        for t in &taps {
+        for t in taps {
             tar.append_path_with_name(resultdir.join(t), t)?;
         }
         tar.append_path_with_name(&meta_path, "meta.yml")?;

@@ -5,7 +5,7 @@
 //! tests/interrupt.rs and tests/job_control.rs (docs/reliability.md lists them all).
 
 mod common;
-use common::{assert_parses, signal, wait_for, Job};
+use common::{assert_parses, Job};
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -160,40 +160,18 @@ fn unbounded_recursion_is_a_clear_error_not_a_crash() {
 
 #[test]
 fn sigterm_during_a_parallel_section() {
-    let job = Job::new(
-        "job.run_test(\"earlier\");\nfn t(x) { job.run_test(\"slow\", #{tag: x}); }\n\
-         job.parallel([[Fn(\"t\"), \"a\"], [Fn(\"t\"), \"b\"]]);\nprint(\"NEVER\");",
-    )
-    .test("earlier", EARLIER)
-    .test(
-        "slow",
-        "fn run_once() { write_file(\"started\", \"\"); sleep(60); }\n\
-         fn cleanup() { write_file(\"cleanup.ran\", \"\"); }",
+    let (job, log) = common::interrupt_parallel_section(
+        "job.run_test(\"earlier\");\n",
+        |j| j.test("earlier", EARLIER),
+        libc::SIGTERM,
     );
-    let child = job.spawn();
-    wait_for(&job, "slow.a/started");
-    wait_for(&job, "slow.b/started");
-    signal(&child, libc::SIGTERM);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("NEVER"));
-    let results = job.path().join("results/job");
-    let log = std::fs::read_to_string(results.join("status")).unwrap();
-    assert_parses(&log);
-    for x in ["a", "b"] {
-        assert!(
-            log.contains(&format!("\t\tABORT\tslow.{x}\tslow.{x}\t")),
-            "{log}"
-        );
-        assert!(results.join(format!("slow.{x}/cleanup.ran")).exists());
-    }
     assert!(log
         .lines()
         .last()
         .unwrap()
         .ends_with("\tinterrupted by SIGTERM"));
     assert_eq!(
-        std::fs::read_to_string(results.join("earlier/results/keyval")).unwrap(),
+        std::fs::read_to_string(job.path().join("results/job/earlier/results/keyval")).unwrap(),
         "throughput{perf}=42\n\n"
     );
 }

@@ -106,32 +106,7 @@ fn a_cleanup_that_hangs_is_cut_off_after_the_grace() {
 
 #[test]
 fn sigint_during_a_parallel_section() {
-    let job = Job::new(
-        "fn t(x) { job.run_test(\"slow\", #{tag: x}); }\n\
-         job.parallel([[Fn(\"t\"), \"a\"], [Fn(\"t\"), \"b\"]]);\nprint(\"NEVER\");",
-    )
-    .test(
-        "slow",
-        "fn run_once() { write_file(\"started\", \"\"); sleep(60); }\n\
-         fn cleanup() { write_file(\"cleanup.ran\", \"\"); }",
-    );
-    let child = job.spawn();
-    wait_for(&job, "slow.a/started");
-    wait_for(&job, "slow.b/started");
-    signal(&child, libc::SIGINT);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("NEVER"));
-    let results = job.path().join("results/job");
-    let log = std::fs::read_to_string(results.join("status")).unwrap();
-    assert_parses(&log);
-    for x in ["a", "b"] {
-        assert!(
-            log.contains(&format!("\t\tABORT\tslow.{x}\tslow.{x}\t")),
-            "{log}"
-        );
-        assert!(results.join(format!("slow.{x}/cleanup.ran")).exists());
-    }
+    let (_job, log) = common::interrupt_parallel_section("", |j| j, libc::SIGINT);
     assert_ends_interrupted(&log);
 }
 

@@ -236,3 +236,43 @@ pub fn assert_ends_interrupted(log: &str) {
     let last = log.lines().last().unwrap_or("");
     assert!(last.ends_with("\tinterrupted by SIGINT"), "{log}");
 }
+
+/// A job whose control file runs `before`, then `job.parallel` with two tasks that each run
+/// a slow test (`slow.a`, `slow.b`), then prints `NEVER`; the tests given with `with` are
+/// added. Once both slow tests have started the job gets `sig`. Checks what every
+/// interrupted parallel section must show: exit 2, nothing after the section ran, the
+/// status log parses, each slow test ABORTed and its cleanup ran. Returns the job (its
+/// folder lives as long as it) and the status log.
+pub fn interrupt_parallel_section(
+    before: &str,
+    with: impl FnOnce(Job) -> Job,
+    sig: i32,
+) -> (Job, String) {
+    let job = with(Job::new(&format!(
+        "{before}fn t(x) {{ job.run_test(\"slow\", #{{tag: x}}); }}\n\
+         job.parallel([[Fn(\"t\"), \"a\"], [Fn(\"t\"), \"b\"]]);\nprint(\"NEVER\");"
+    )))
+    .test(
+        "slow",
+        "fn run_once() { write_file(\"started\", \"\"); sleep(60); }\n\
+         fn cleanup() { write_file(\"cleanup.ran\", \"\"); }",
+    );
+    let child = job.spawn();
+    wait_for(&job, "slow.a/started");
+    wait_for(&job, "slow.b/started");
+    signal(&child, sig);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("NEVER"));
+    let results = job.path().join("results/job");
+    let log = std::fs::read_to_string(results.join("status")).unwrap();
+    assert_parses(&log);
+    for x in ["a", "b"] {
+        assert!(
+            log.contains(&format!("\t\tABORT\tslow.{x}\tslow.{x}\t")),
+            "{log}"
+        );
+        assert!(results.join(format!("slow.{x}/cleanup.ran")).exists());
+    }
+    (job, log)
+}
