@@ -247,7 +247,12 @@ fn a_profiled_run_and_sysinfo_wrap_the_program() {
                job.run_test("prof", #{ iterations: 1 });"#,
         ),
         "prof",
-        "#!/bin/sh\necho \"it=$AUTORUN_ITERATION\" >> \"$AUTORUN_OUTPUTDIR/iterations\"\n",
+        // In the profiled run, wait (up to 5 s) until the profiler has printed, so that a
+        // loaded machine cannot stop it before its first line.
+        "#!/bin/sh\necho \"it=$AUTORUN_ITERATION\" >> \"$AUTORUN_OUTPUTDIR/iterations\"\n\
+         if [ \"$AUTORUN_ITERATION\" = 2 ]; then\n\
+         for i in $(seq 100); do [ -s \"$AUTORUN_PROFDIR/cmd.out\" ] && break; sleep 0.05; done\n\
+         fi\n",
     );
     let run = job.finish();
     assert_eq!(run.code(), 0, "{}", run.status());
